@@ -5,8 +5,29 @@ The package follows one flowchart::
     images -> traditional branch (keypoints -> visual words) --+
            \\-> deep branch (CNN embeddings) -------------------+-> fusion -> tasks
 
-:mod:`fusionrec.images` reads photos in every form; :mod:`fusionrec.datasets`
-loads labelled photo folders and the bundled demo products.
+:mod:`fusionrec.images` reads photos in every form; :mod:`fusionrec.traditional`
+holds the keypoint branch; :mod:`fusionrec.datasets` loads labelled photo
+folders and the bundled demo products.
 """
 
+from importlib import import_module
+from typing import Any
+
 __version__ = "0.1.0.dev0"
+
+_PUBLIC = {
+    "BagOfVisualWords": "fusionrec.traditional",
+    "available_detectors": "fusionrec.traditional",
+}
+__all__ = [*sorted(_PUBLIC), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use, so ``import fusionrec`` stays light."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'fusionrec' has no attribute {name!r}")
+    return getattr(import_module(_PUBLIC[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -1,0 +1,100 @@
+"""Declare each estimator's parameter rules once, and check them in ``fit``."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values."""
+
+    values: tuple
+
+    def __call__(self, value: Any) -> bool:
+        return any(value is option or value == option for option in self.values)
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(value) for value in self.values)
+
+
+@dataclass(frozen=True)
+class Integer:
+    """A whole number in ``[low, high]`` (either end open when ``None``)."""
+
+    low: int | None = None
+    high: int | None = None
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else self.low
+        high = "inf" if self.high is None else self.high
+        return f"an int in [{low}, {high}]"
+
+
+@dataclass(frozen=True)
+class Real:
+    """A real number in ``[low, high]`` (either end open when ``None``)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else self.low
+        high = "inf" if self.high is None else self.high
+        return f"a number in [{low}, {high}]"
+
+
+@dataclass(frozen=True)
+class InstanceOf:
+    """An instance of one of the given types."""
+
+    types: tuple
+    description: str
+
+    def __call__(self, value: Any) -> bool:
+        return isinstance(value, self.types)
+
+    def __str__(self) -> str:
+        return self.description
+
+
+IS_NONE: Callable[[Any], bool] = Options((None,))
+RANDOM_STATE = (
+    IS_NONE,
+    Integer(0, 2**32 - 1),
+    InstanceOf((np.random.RandomState,), "a numpy RandomState"),
+)
+N_JOBS = (IS_NONE, Integer(1), Integer(None, -1))
+
+
+def validate_params(estimator: Any, constraints: Mapping[str, tuple]) -> None:
+    """Raise ``ValueError`` naming the first parameter that breaks its rule.
+
+    Parameters
+    ----------
+    estimator : object
+        An estimator with ``get_params``.
+    constraints : mapping
+        Parameter name -> tuple of rules; a value passes if any rule accepts it.
+    """
+    params = estimator.get_params(deep=False)
+    for name, rules in constraints.items():
+        value = params[name]
+        if not any(rule(value) for rule in rules):
+            allowed = " or ".join(str(rule) for rule in rules)
+            raise ValueError(f"{type(estimator).__name__}: {name} must be {allowed}; got {value!r}")

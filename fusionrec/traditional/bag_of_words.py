@@ -1,0 +1,376 @@
+"""BagOfVisualWords: the traditional branch as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._parallel import map_chunks
+from .._validation import N_JOBS, RANDOM_STATE, Integer, Options, validate_params
+from ..images import (
+    ON_ERROR_CHOICES,
+    ImageReadError,
+    as_image_sequence,
+    iter_images,
+    report_unreadable,
+)
+from .codebook import ENCODINGS, Codebook, learn_codebook
+from .detectors import DETECTORS, LocalFeatures
+
+PRECOMPUTED = "precomputed"
+_CHUNK_SIZE = 16
+
+
+class BagOfVisualWords(TransformerMixin, BaseEstimator):
+    """Encode photos as histograms (or VLAD / Fisher vectors) of local features.
+
+    The traditional branch of the flowchart: detect keypoints, describe them
+    (SIFT, RootSIFT, dense SIFT, ORB, AKAZE, BRISK, KAZE, or SURF where the
+    OpenCV build has it), learn a visual vocabulary with scikit-learn on a
+    bounded random sample of descriptors, and encode each photo as one vector.
+
+    Parameters
+    ----------
+    detector : str, default="sift"
+        One of ``"sift"``, ``"rootsift"``, ``"dense-sift"``, ``"orb"``,
+        ``"akaze"``, ``"brisk"``, ``"kaze"``, ``"surf"`` (see
+        :func:`fusionrec.available_detectors`), or ``"precomputed"``: then each
+        item of ``X`` is an ``(n_keypoints, n_dims)`` array of descriptors.
+    n_words : int, default=256
+        Vocabulary size: k-means clusters, or mixture components for Fisher
+        vectors. scikit-learn's ``KMeans`` learns up to 256 words,
+        ``MiniBatchKMeans`` more.
+    encoding : {"bovw", "vlad", "fisher"}, default="bovw"
+        How descriptors become one vector (see :mod:`.codebook`).
+    max_side : int or None, default=512
+        Photos are shrunk so that their longer side is at most this many
+        pixels before detection, which bounds the cost per photo.
+    max_keypoints : int, default=1000
+        Keep at most this many keypoints per photo, the strongest first
+        (not used by ``"dense-sift"``, which describes a fixed grid).
+    spatial_pyramid : bool, default=False
+        Also encode the four quadrants of each photo (1x1 + 2x2 pyramid).
+    tfidf : bool, default=False
+        Weight ``"bovw"`` histograms by inverse document frequency, estimated
+        from the descriptor sample.
+    power_norm : bool, default=True
+        Signed square root before L2 normalisation (Hellinger kernel for
+        histograms).
+    pca_components : int or None, default=None
+        Reduce descriptors with PCA before learning the vocabulary.
+    max_descriptors : int, default=200_000
+        Size bound of the descriptor sample the vocabulary is learned from,
+        drawn evenly across photos, so that ``fit`` memory does not grow with
+        the number of photos.
+    on_error : {"raise", "warn", "skip"}, default="raise"
+        What to do with unreadable photos; see :mod:`fusionrec.images.errors`.
+        In ``transform`` a dropped photo gives a row of NaN.
+    n_jobs : int or None, default=None
+        Parallel workers through joblib (``-1``: all cores).
+    random_state : int, RandomState or None, default=None
+        Seeds the descriptor sample and the clustering.
+    verbose : int, default=0
+        Show a progress bar when positive.
+
+    Attributes
+    ----------
+    codebook_ : Codebook
+        The learned vocabulary and encoder.
+    n_features_out_ : int
+        Length of the encoded vectors.
+    n_descriptors_ : int
+        How many descriptors the vocabulary was learned from.
+
+    See Also
+    --------
+    fusionrec.CNNEmbedder : the deep branch.
+
+    Notes
+    -----
+    Binary descriptors (ORB, AKAZE, BRISK) are unpacked to one 0/1 value per
+    bit before clustering: the squared Euclidean distance between unpacked
+    descriptors is their Hamming distance, so k-means minimises the matching
+    metric and its centres are per-bit frequencies.
+
+    ``fit_transform`` detects features twice (once to learn the vocabulary
+    from a bounded sample, once to encode), which keeps memory flat.
+
+    A photo with no keypoints encodes to a row of zeros.
+
+    Examples
+    --------
+    >>> from fusionrec import BagOfVisualWords
+    >>> from fusionrec.datasets import load_demo_products
+    >>> photos = load_demo_products().data[:20]
+    >>> bovw = BagOfVisualWords(n_words=32, random_state=0).fit(photos)
+    >>> bovw.transform(photos[:3]).shape
+    (3, 32)
+    """
+
+    _parameter_constraints: dict = {  # noqa: RUF012
+        "detector": (Options((*DETECTORS, PRECOMPUTED)),),
+        "n_words": (Integer(2),),
+        "encoding": (Options(ENCODINGS),),
+        "max_side": (Options((None,)), Integer(16)),
+        "max_keypoints": (Integer(1),),
+        "spatial_pyramid": (Options((True, False)),),
+        "tfidf": (Options((True, False)),),
+        "power_norm": (Options((True, False)),),
+        "pca_components": (Options((None,)), Integer(1)),
+        "max_descriptors": (Integer(1),),
+        "on_error": (Options(ON_ERROR_CHOICES),),
+        "n_jobs": N_JOBS,
+        "random_state": RANDOM_STATE,
+        "verbose": (Integer(0),),
+    }
+
+    def __init__(
+        self,
+        detector: str = "sift",
+        n_words: int = 256,
+        encoding: str = "bovw",
+        *,
+        max_side: int | None = 512,
+        max_keypoints: int = 1000,
+        spatial_pyramid: bool = False,
+        tfidf: bool = False,
+        power_norm: bool = True,
+        pca_components: int | None = None,
+        max_descriptors: int = 200_000,
+        on_error: str = "raise",
+        n_jobs: int | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.detector = detector
+        self.n_words = n_words
+        self.encoding = encoding
+        self.max_side = max_side
+        self.max_keypoints = max_keypoints
+        self.spatial_pyramid = spatial_pyramid
+        self.tfidf = tfidf
+        self.power_norm = power_norm
+        self.pca_components = pca_components
+        self.max_descriptors = max_descriptors
+        self.on_error = on_error
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        validate_params(self, self._parameter_constraints)
+        if self.detector != PRECOMPUTED:
+            LocalFeatures(self.detector)  # an unavailable detector fails here, not in a worker
+        elif self.spatial_pyramid:
+            raise ValueError(
+                "spatial_pyramid needs keypoint positions; detector='precomputed' has none"
+            )
+        if self.tfidf and self.encoding != "bovw":
+            raise ValueError(
+                f"tfidf applies to encoding='bovw' only; got encoding={self.encoding!r}"
+            )
+
+    def _describer(self, n_dims: int | None = None) -> dict:
+        return {
+            "detector": self.detector,
+            "max_side": self.max_side,
+            "max_keypoints": self.max_keypoints,
+            "n_dims": n_dims,
+        }
+
+    def fit(self, X: Any, y: Any = None) -> BagOfVisualWords:
+        """Learn the visual vocabulary from a bounded sample of the photos' descriptors.
+
+        Parameters
+        ----------
+        X : sequence of images
+            Photos in any form :func:`fusionrec.images.load_image` reads, or
+            descriptor arrays with ``detector="precomputed"``.
+        y : ignored
+
+        Returns
+        -------
+        self : BagOfVisualWords
+        """
+        self._check_params()
+        images = _non_empty(X)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        quota = max(1, math.ceil(self.max_descriptors / len(images)))
+        failures: list[ImageReadError] = []
+        samples, owners = [], []
+        for chunk_samples, chunk_owners, chunk_failures in map_chunks(
+            _sample_chunk,
+            images,
+            chunk_size=_CHUNK_SIZE,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            description="sampling descriptors",
+            describer=self._describer(),
+            on_error=self.on_error,
+            quota=quota,
+            seed=seed,
+        ):
+            samples.extend(chunk_samples)
+            owners.extend(chunk_owners)
+            failures.extend(chunk_failures)
+        report_unreadable(failures, self.on_error)
+        sample = _stack_sample(samples)
+        self._check_sample(sample, len(images) - len(failures))
+        self.codebook_ = learn_codebook(
+            sample,
+            np.concatenate(owners),
+            encoding=self.encoding,
+            n_words=self.n_words,
+            spatial_pyramid=self.spatial_pyramid,
+            power_norm=self.power_norm,
+            tfidf=self.tfidf,
+            pca_components=self.pca_components,
+            random_state=rng,
+        )
+        self.n_descriptors_ = len(sample)
+        self.n_descriptor_dims_ = sample.shape[1]
+        self.n_features_out_ = self.codebook_.n_features
+        return self
+
+    def _check_sample(self, sample: np.ndarray, n_readable: int) -> None:
+        needed = max(self.n_words, self.pca_components or 0)
+        if len(sample) < needed:
+            raise ValueError(
+                f"found only {len(sample)} descriptors in {n_readable} readable photo(s), fewer "
+                f"than n_words={self.n_words}"
+                + (f" or pca_components={self.pca_components}" if self.pca_components else "")
+                + "; use fewer words, more photos, or larger photos"
+            )
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Encode each photo as one vector.
+
+        Parameters
+        ----------
+        X : sequence of images
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_images, n_features_out_), float32
+            One row per photo; all-NaN rows mark photos dropped by ``on_error``.
+        """
+        check_is_fitted(self, "codebook_")
+        images = _non_empty(X)
+        rows, failures = [], []
+        for chunk_rows, chunk_failures in map_chunks(
+            _encode_chunk,
+            images,
+            chunk_size=_CHUNK_SIZE,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            description="encoding photos",
+            describer=self._describer(self.n_descriptor_dims_),
+            on_error=self.on_error,
+            codebook=self.codebook_,
+        ):
+            rows.append(chunk_rows)
+            failures.extend(chunk_failures)
+        report_unreadable(failures, self.on_error)
+        return np.concatenate(rows)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns, such as ``bovw_w12`` or ``vlad_q3_w5_d17``."""
+        check_is_fitted(self, "codebook_")
+        return np.asarray(self.codebook_.feature_names(), dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = False
+        return tags
+
+
+def _non_empty(X: Any):
+    images = as_image_sequence(X)
+    if len(images) == 0:
+        raise ValueError("X holds no images; expected at least one")
+    return images
+
+
+def _read_descriptors(images: list, start: int, describer: dict, on_error: str, failures: list):
+    """Yield ``(position, positions, descriptors)``; ``None`` arrays for dropped photos."""
+    if describer["detector"] == PRECOMPUTED:
+        yield from _precomputed(images, start, on_error, failures, describer["n_dims"])
+        return
+    features = LocalFeatures(describer["detector"], max_keypoints=describer["max_keypoints"])
+    for position, rgb in iter_images(
+        images, on_error=on_error, max_side=describer["max_side"], failures=failures, start=start
+    ):
+        if rgb is None:
+            yield position, None, None
+            continue
+        yield position, *features.describe(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+def _precomputed(images: list, start: int, on_error: str, failures: list, n_dims: int | None):
+    for offset, item in enumerate(images):
+        position = start + offset
+        array = np.asarray(item) if isinstance(item, (np.ndarray, list)) else None
+        problem = _descriptor_problem(array, n_dims)
+        if problem is None:
+            yield position, np.zeros((len(array), 2), np.float32), array.astype(np.float32)
+            continue
+        error = ImageReadError(f"object of type {type(item).__name__}", problem, position)
+        if on_error == "raise":
+            raise error
+        failures.append(error)
+        yield position, None, None
+
+
+def _descriptor_problem(array: np.ndarray | None, n_dims: int | None) -> str | None:
+    if array is None or array.ndim != 2:
+        shape = None if array is None else array.shape
+        return f"expected an (n_keypoints, n_dims) descriptor array; got shape {shape}"
+    if n_dims is not None and array.shape[1] != n_dims:
+        return (
+            f"descriptors have {array.shape[1]} dimensions; the vocabulary was fitted on {n_dims}"
+        )
+    if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+        return "descriptors must be finite numbers"
+    return None
+
+
+def _stack_sample(samples: list[np.ndarray]) -> np.ndarray:
+    dims = sorted({sample.shape[1] for sample in samples})
+    if len(dims) > 1:
+        raise ValueError(f"descriptors of different lengths {dims} cannot share one vocabulary")
+    return np.concatenate(samples) if samples else np.zeros((0, 0), np.float32)
+
+
+def _sample_chunk(
+    images: list, *, start: int, describer: dict, on_error: str, quota: int, seed: int
+):
+    samples, owners, failures = [], [], []
+    for position, _, descriptors in _read_descriptors(images, start, describer, on_error, failures):
+        if descriptors is None or len(descriptors) == 0:
+            continue
+        if len(descriptors) > quota:
+            rng = np.random.default_rng([seed, position])
+            descriptors = descriptors[np.sort(rng.choice(len(descriptors), quota, replace=False))]
+        samples.append(descriptors)
+        owners.append(np.full(len(descriptors), position))
+    return samples, owners, failures
+
+
+def _encode_chunk(images: list, *, start: int, describer: dict, on_error: str, codebook: Codebook):
+    rows = np.full((len(images), codebook.n_features), np.nan, dtype=np.float32)
+    failures: list[ImageReadError] = []
+    for position, positions, descriptors in _read_descriptors(
+        images, start, describer, on_error, failures
+    ):
+        if descriptors is not None:
+            rows[position - start] = codebook.encode(positions, descriptors)
+    return rows, failures

@@ -1,0 +1,231 @@
+"""Visual vocabularies and the encodings that turn descriptors into one vector.
+
+A :class:`Codebook` holds only numpy arrays, so it is cheap to send to worker
+processes and to pickle with a fitted estimator.
+
+Encodings (``n_words`` = K, descriptor length = D):
+
+``"bovw"``
+    Hard-assignment histogram of visual words (K values), as term
+    frequencies, optionally weighted by inverse document frequency.
+``"vlad"``
+    Sum of residuals to the nearest word, per word (K * D values), each word's
+    block L2-normalised ("intra-normalisation", Arandjelovic and Zisserman 2013).
+``"fisher"``
+    Improved Fisher vector (Perronnin et al. 2010): gradients with respect to
+    the means and standard deviations of a diagonal Gaussian mixture
+    (2 * K * D values).
+
+Every encoding is then power-normalised (signed square root, optional) and
+L2-normalised. With a spatial pyramid, the image and its four quadrants are
+encoded separately and concatenated before normalisation (5 times the length).
+An image without descriptors encodes to a row of zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+
+ENCODINGS = ("bovw", "vlad", "fisher")
+REGIONS = ("all", "q1", "q2", "q3", "q4")
+_FULL_KMEANS_MAX_WORDS = 256
+
+
+@dataclass
+class Codebook:
+    """A learned vocabulary and how to encode with it."""
+
+    encoding: str
+    centers: np.ndarray
+    spatial_pyramid: bool = False
+    power_norm: bool = True
+    idf: np.ndarray | None = None
+    pca_mean: np.ndarray | None = None
+    pca_components: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    variances: np.ndarray | None = None
+
+    @property
+    def n_words(self) -> int:
+        return self.centers.shape[0]
+
+    @property
+    def n_dims(self) -> int:
+        return self.centers.shape[1]
+
+    @property
+    def region_length(self) -> int:
+        per_word = {"bovw": 1, "vlad": self.n_dims, "fisher": 2 * self.n_dims}
+        return self.n_words * per_word[self.encoding]
+
+    @property
+    def n_features(self) -> int:
+        return self.region_length * (len(REGIONS) if self.spatial_pyramid else 1)
+
+    def project(self, descriptors: np.ndarray) -> np.ndarray:
+        """Apply the learned descriptor PCA, if any."""
+        if self.pca_components is None:
+            return descriptors
+        return (descriptors - self.pca_mean) @ self.pca_components.T
+
+    def encode(self, positions: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+        """Encode one image's descriptors into a float32 vector of ``n_features``."""
+        descriptors = self.project(descriptors)
+        regions = _region_masks(positions) if self.spatial_pyramid else [slice(None)]
+        blocks = [self._encode_region(descriptors[mask]) for mask in regions]
+        vector = np.concatenate(blocks)
+        if self.power_norm:
+            vector = np.sign(vector) * np.sqrt(np.abs(vector))
+        return _l2_normalise(vector).astype(np.float32)
+
+    def _encode_region(self, descriptors: np.ndarray) -> np.ndarray:
+        if len(descriptors) == 0:
+            return np.zeros(self.region_length)
+        if self.encoding == "fisher":
+            return self._fisher(descriptors)
+        words = nearest_words(descriptors, self.centers)
+        if self.encoding == "vlad":
+            return self._vlad(descriptors, words)
+        histogram = np.bincount(words, minlength=self.n_words) / len(words)
+        return histogram * self.idf if self.idf is not None else histogram
+
+    def _vlad(self, descriptors: np.ndarray, words: np.ndarray) -> np.ndarray:
+        residuals = np.zeros_like(self.centers, dtype=np.float64)
+        np.add.at(residuals, words, descriptors - self.centers[words])
+        norms = np.linalg.norm(residuals, axis=1, keepdims=True)
+        return (residuals / np.maximum(norms, 1e-12)).ravel()
+
+    def _fisher(self, descriptors: np.ndarray) -> np.ndarray:
+        x = descriptors.astype(np.float64)
+        posteriors = self.posteriors(x)
+        n = len(x)
+        sigma = np.sqrt(self.variances)
+        weight_of_word = posteriors.sum(axis=0)[:, None]
+        first = posteriors.T @ x
+        second = posteriors.T @ (x * x)
+        mean_term = (first - weight_of_word * self.centers) / sigma
+        centred_square = second - 2 * first * self.centers + weight_of_word * self.centers**2
+        sigma_term = centred_square / self.variances - weight_of_word
+        mean_term /= n * np.sqrt(self.weights)[:, None]
+        sigma_term /= n * np.sqrt(2 * self.weights)[:, None]
+        return np.concatenate([mean_term.ravel(), sigma_term.ravel()])
+
+    def posteriors(self, x: np.ndarray) -> np.ndarray:
+        """Soft assignments of descriptors to the mixture's components."""
+        precision = 1.0 / self.variances
+        log_density = -0.5 * (
+            (x * x) @ precision.T
+            - 2.0 * x @ (self.centers * precision).T
+            + (self.centers**2 * precision).sum(axis=1)
+            + np.log(self.variances).sum(axis=1)
+            + self.n_dims * np.log(2 * np.pi)
+        )
+        log_joint = log_density + np.log(self.weights)
+        log_joint -= log_joint.max(axis=1, keepdims=True)
+        joint = np.exp(log_joint)
+        return joint / joint.sum(axis=1, keepdims=True)
+
+    def feature_names(self) -> list[str]:
+        """One name per output column, e.g. ``vlad_q2_w5_d17``."""
+        if self.encoding == "bovw":
+            per_region = [f"w{word}" for word in range(self.n_words)]
+        else:
+            dims = [f"w{word}_d{dim}" for word in range(self.n_words) for dim in range(self.n_dims)]
+            per_region = (
+                dims
+                if self.encoding == "vlad"
+                else [f"{part}_{name}" for part in ("mu", "sigma") for name in dims]
+            )
+        regions = REGIONS if self.spatial_pyramid else ("",)
+        return [
+            "_".join(part for part in (self.encoding, region, name) if part)
+            for region in regions
+            for name in per_region
+        ]
+
+
+def nearest_words(descriptors: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre (squared Euclidean) for each descriptor."""
+    distances = (centers**2).sum(axis=1) - 2.0 * descriptors @ centers.T
+    return np.argmin(distances, axis=1)
+
+
+def _region_masks(positions: np.ndarray) -> list[np.ndarray]:
+    right = positions[:, 0] >= 0.5
+    bottom = positions[:, 1] >= 0.5
+    every = np.ones(len(positions), dtype=bool)
+    return [every, ~right & ~bottom, right & ~bottom, ~right & bottom, right & bottom]
+
+
+def _l2_normalise(vector: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else vector
+
+
+def learn_codebook(
+    sample: np.ndarray,
+    image_of_sample: np.ndarray,
+    *,
+    encoding: str,
+    n_words: int,
+    spatial_pyramid: bool,
+    power_norm: bool,
+    tfidf: bool,
+    pca_components: int | None,
+    random_state: np.random.RandomState,
+) -> Codebook:
+    """Learn a vocabulary from a sample of descriptors.
+
+    Parameters
+    ----------
+    sample : ndarray of shape (n_descriptors, n_dims)
+    image_of_sample : ndarray of shape (n_descriptors,)
+        Which image each sampled descriptor came from (for document frequencies).
+    """
+    pca_mean = pca_axes = None
+    if pca_components is not None:
+        pca = PCA(n_components=pca_components, random_state=random_state).fit(sample)
+        pca_mean, pca_axes = pca.mean_, pca.components_
+        sample = pca.transform(sample)
+    fields = {"pca_mean": pca_mean, "pca_components": pca_axes}
+    if encoding == "fisher":
+        mixture = GaussianMixture(
+            n_components=n_words,
+            covariance_type="diag",
+            reg_covar=1e-4,
+            init_params="k-means++",
+            max_iter=100,
+            random_state=random_state,
+        ).fit(sample)
+        fields |= {
+            "centers": mixture.means_,
+            "weights": mixture.weights_,
+            "variances": mixture.covariances_,
+        }
+    else:
+        kind = KMeans if n_words <= _FULL_KMEANS_MAX_WORDS else MiniBatchKMeans
+        options = {"n_init": 1} if kind is KMeans else {"n_init": 3, "batch_size": 4096}
+        kmeans = kind(n_clusters=n_words, random_state=random_state, **options).fit(sample)
+        fields["centers"] = kmeans.cluster_centers_.astype(np.float32)
+    codebook = Codebook(
+        encoding=encoding, spatial_pyramid=spatial_pyramid, power_norm=power_norm, **fields
+    )
+    if tfidf:
+        codebook.idf = _inverse_document_frequency(sample, image_of_sample, codebook)
+    return codebook
+
+
+def _inverse_document_frequency(
+    sample: np.ndarray, image_of_sample: np.ndarray, codebook: Codebook
+) -> np.ndarray:
+    """Smoothed idf of each word, estimated from the sampled descriptors."""
+    words = nearest_words(sample, codebook.centers)
+    images = np.unique(image_of_sample)
+    pairs = np.unique(np.stack([image_of_sample, words]), axis=1)
+    document_frequency = np.bincount(pairs[1], minlength=codebook.n_words)
+    return np.log((1 + len(images)) / (1 + document_frequency)) + 1.0
