@@ -210,7 +210,9 @@ def learn_codebook(
     else:
         kind = KMeans if n_words <= _FULL_KMEANS_MAX_WORDS else MiniBatchKMeans
         options = {"n_init": 1} if kind is KMeans else {"n_init": 3, "batch_size": 4096}
-        kmeans = kind(n_clusters=n_words, random_state=random_state, **options).fit(sample)
+        # float64: scikit-learn's k-means++ upcasts float32 in small slow chunks
+        kmeans = kind(n_clusters=n_words, random_state=random_state, **options)
+        kmeans.fit(sample.astype(np.float64))
         fields["centers"] = kmeans.cluster_centers_.astype(np.float32)
     codebook = Codebook(
         encoding=encoding, spatial_pyramid=spatial_pyramid, power_norm=power_norm, **fields

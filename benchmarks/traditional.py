@@ -1,0 +1,160 @@
+"""Benchmarks of the traditional branch (BagOfVisualWords) on the Grocery Store photos.
+
+    python benchmarks/traditional.py throughput   # vs a plain cv2 loop; n_jobs=1 vs 2
+    python benchmarks/traditional.py memory       # peak RSS of fit on 660 and 2,640 photos
+    python benchmarks/traditional.py accuracy     # test accuracy of each encoding
+
+Every ratio is measured side by side in one run. The dataset is expected at
+../shared/data/grocery_store (``--root`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.svm import LinearSVC
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from grocery import DEFAULT_ROOT, load_split
+
+from fusionrec import BagOfVisualWords
+from fusionrec.images import load_image
+from fusionrec.traditional.detectors import LocalFeatures
+
+MAX_SIDE = 512
+
+
+def plain_cv2_loop(paths, max_side: int = MAX_SIDE) -> int:
+    """What a user would write by hand: imread, shrink, gray, SIFT."""
+    sift = cv2.SIFT_create(nfeatures=1000)
+    total = 0
+    for path in paths:
+        bgr = cv2.imread(path)
+        scale = max_side / max(bgr.shape[:2])
+        if scale < 1:
+            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        keypoints, _ = sift.detectAndCompute(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), None)
+        total += len(keypoints)
+    return total
+
+
+def best_of(repeats: int, function, *args) -> float:
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function(*args)
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def throughput(root: Path, n_images: int, repeats: int) -> None:
+    paths, _ = load_split(root, "train")
+    paths = paths[np.random.default_rng(0).permutation(len(paths))[:n_images]]
+    bovw = BagOfVisualWords("sift", n_words=256, max_side=MAX_SIDE, random_state=0)
+    bovw.fit(paths[:50])
+    two_jobs = BagOfVisualWords(**{**bovw.get_params(), "n_jobs": 2})
+    two_jobs.codebook_, two_jobs.n_descriptor_dims_ = bovw.codebook_, bovw.n_descriptor_dims_
+    two_jobs.transform(paths[:8])  # start the worker processes before timing
+    plain = best_of(repeats, plain_cv2_loop, paths)
+    one = best_of(repeats, bovw.transform, paths)
+    two = best_of(repeats, two_jobs.transform, paths)
+    print(f"{n_images} photos, SIFT, max_side={MAX_SIDE}, best of {repeats}")
+    print(f"  plain cv2 loop (imread, resize, detectAndCompute): {n_images / plain:6.1f} img/s")
+    print(f"  BagOfVisualWords.transform, n_jobs=1:               {n_images / one:6.1f} img/s")
+    print(f"  BagOfVisualWords.transform, n_jobs=2:               {n_images / two:6.1f} img/s")
+    print(f"  ratio n_jobs=1 / plain loop: {plain / one:.2f}x")
+    print(f"  ratio n_jobs=2 / n_jobs=1:   {one / two:.2f}x")
+
+
+def fit_peak_memory(root: Path, n_images: int) -> None:
+    """Fit with default settings and print the peak resident memory (run in a child)."""
+    paths, _ = load_split(root, "train")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    bovw = BagOfVisualWords(random_state=0, n_jobs=1).fit(paths[:n_images])
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        f"  fit on {n_images:5d} photos: peak RSS {peak / 1024:7.1f} MiB "
+        f"(after imports {before / 1024:.1f} MiB), {bovw.n_descriptors_} descriptors "
+        f"sampled, {seconds:.0f} s"
+    )
+
+
+def memory(root: Path) -> None:
+    print("BagOfVisualWords() defaults (sift, 256 words, max_descriptors=200,000), n_jobs=1")
+    for n_images in (660, 2640):
+        subprocess.run(
+            [sys.executable, __file__, "fit-memory", "--root", str(root), "-n", str(n_images)],
+            check=True,
+        )
+
+
+def describe_all(paths, detector: str) -> list[np.ndarray]:
+    def chunk(part):
+        features = LocalFeatures(detector)
+        return [
+            features.describe(cv2.cvtColor(load_image(p, max_side=MAX_SIDE), cv2.COLOR_RGB2GRAY))[1]
+            for p in part
+        ]
+
+    parts = np.array_split(np.asarray(paths), max(1, len(paths) // 64))
+    return [d for done in Parallel(n_jobs=2)(delayed(chunk)(p) for p in parts) for d in done]
+
+
+ENCODINGS = [
+    ("bovw, 1024 words", {"encoding": "bovw", "n_words": 1024}),
+    ("bovw, 1024 words, tf-idf", {"encoding": "bovw", "n_words": 1024, "tfidf": True}),
+    ("vlad, 64 words", {"encoding": "vlad", "n_words": 64}),
+    ("vlad, 64 words, PCA 64", {"encoding": "vlad", "n_words": 64, "pca_components": 64}),
+    ("fisher, 64 words, PCA 64", {"encoding": "fisher", "n_words": 64, "pca_components": 64}),
+]
+
+
+def accuracy(root: Path, detector: str) -> None:
+    train, y_train = load_split(root, "train")
+    test, y_test = load_split(root, "test")
+    started = time.perf_counter()
+    train_desc, test_desc = describe_all(train, detector), describe_all(test, detector)
+    print(
+        f"{detector}: described {len(train)} + {len(test)} photos in "
+        f"{time.perf_counter() - started:.0f} s; LinearSVC(C=1), fine labels (81 classes)"
+    )
+    for name, params in ENCODINGS:
+        started = time.perf_counter()
+        bovw = BagOfVisualWords("precomputed", random_state=0, **params).fit(train_desc)
+        classifier = LinearSVC(C=1.0, random_state=0).fit(bovw.transform(train_desc), y_train)
+        score = classifier.score(bovw.transform(test_desc), y_test)
+        seconds = time.perf_counter() - started
+        width = bovw.n_features_out_
+        print(f"  {name:28} {width:6d} features  test accuracy {score:.3f}  ({seconds:.0f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=["throughput", "memory", "accuracy", "fit-memory"])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("-n", "--n-images", type=int, default=240)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--detector", default="rootsift")
+    args = parser.parse_args()
+    if args.part == "throughput":
+        throughput(args.root, args.n_images, args.repeats)
+    elif args.part == "memory":
+        memory(args.root)
+    elif args.part == "fit-memory":
+        fit_peak_memory(args.root, args.n_images)
+    else:
+        accuracy(args.root, args.detector)
+
+
+if __name__ == "__main__":
+    main()
