@@ -66,12 +66,18 @@ def throughput(root: Path, n_images: int, repeats: int) -> None:
     plain = best_of(repeats, plain_cv2_loop, paths)
     one = best_of(repeats, bovw.transform, paths)
     two = best_of(repeats, two_jobs.transform, paths)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    plain_single = best_of(repeats, plain_cv2_loop, paths)
+    cv2.setNumThreads(threads)
     print(f"{n_images} photos, SIFT, max_side={MAX_SIDE}, best of {repeats}")
-    print(f"  plain cv2 loop (imread, resize, detectAndCompute): {n_images / plain:6.1f} img/s")
-    print(f"  BagOfVisualWords.transform, n_jobs=1:               {n_images / one:6.1f} img/s")
-    print(f"  BagOfVisualWords.transform, n_jobs=2:               {n_images / two:6.1f} img/s")
-    print(f"  ratio n_jobs=1 / plain loop: {plain / one:.2f}x")
-    print(f"  ratio n_jobs=2 / n_jobs=1:   {one / two:.2f}x")
+    print(f"  plain cv2 loop, OpenCV's default {threads} threads:  {n_images / plain:6.1f} img/s")
+    print(f"  plain cv2 loop, cv2.setNumThreads(1):        {n_images / plain_single:6.1f} img/s")
+    print(f"  BagOfVisualWords.transform, n_jobs=1:        {n_images / one:6.1f} img/s")
+    print(f"  BagOfVisualWords.transform, n_jobs=2:        {n_images / two:6.1f} img/s")
+    print(f"  ratio n_jobs=1 / plain loop (default threads):  {plain / one:.2f}x")
+    print(f"  ratio n_jobs=2 / n_jobs=1:                      {one / two:.2f}x")
+    print(f"  ratio n_jobs=2 / single-threaded plain loop:    {plain_single / two:.2f}x")
 
 
 def fit_peak_memory(root: Path, n_images: int) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Any
 
 import cv2
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -25,7 +27,7 @@ from .codebook import ENCODINGS, Codebook, learn_codebook
 from .detectors import DETECTORS, LocalFeatures
 
 PRECOMPUTED = "precomputed"
-_CHUNK_SIZE = 16
+_CHUNK_SIZE = 8
 
 
 class BagOfVisualWords(TransformerMixin, BaseEstimator):
@@ -183,6 +185,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             "max_side": self.max_side,
             "max_keypoints": self.max_keypoints,
             "n_dims": n_dims,
+            "single_threaded": effective_n_jobs(self.n_jobs) > 1,
         }
 
     def fit(self, X: Any, y: Any = None) -> BagOfVisualWords:
@@ -307,13 +310,32 @@ def _read_descriptors(images: list, start: int, describer: dict, on_error: str, 
         yield from _precomputed(images, start, on_error, failures, describer["n_dims"])
         return
     features = LocalFeatures(describer["detector"], max_keypoints=describer["max_keypoints"])
-    for position, rgb in iter_images(
-        images, on_error=on_error, max_side=describer["max_side"], failures=failures, start=start
-    ):
-        if rgb is None:
-            yield position, None, None
-            continue
-        yield position, *features.describe(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    with _opencv_threads(1 if describer["single_threaded"] else None):
+        for position, rgb in iter_images(
+            images,
+            on_error=on_error,
+            max_side=describer["max_side"],
+            failures=failures,
+            start=start,
+        ):
+            if rgb is None:
+                yield position, None, None
+                continue
+            yield position, *features.describe(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+@contextmanager
+def _opencv_threads(n_threads: int | None):
+    """Hold OpenCV to ``n_threads`` while workers already use every core."""
+    if n_threads is None:
+        yield
+        return
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(n_threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def _precomputed(images: list, start: int, on_error: str, failures: list, n_dims: int | None):

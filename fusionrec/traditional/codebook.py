@@ -25,6 +25,7 @@ An image without descriptors encodes to a row of zeros.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
@@ -49,6 +50,11 @@ class Codebook:
     pca_components: np.ndarray | None = None
     weights: np.ndarray | None = None
     variances: np.ndarray | None = None
+
+    @cached_property
+    def squared_norms(self) -> np.ndarray:
+        """Squared length of each centre, reused by every nearest-word search."""
+        return (self.centers**2).sum(axis=1)
 
     @property
     def n_words(self) -> int:
@@ -88,7 +94,7 @@ class Codebook:
             return np.zeros(self.region_length)
         if self.encoding == "fisher":
             return self._fisher(descriptors)
-        words = nearest_words(descriptors, self.centers)
+        words = nearest_words(descriptors, self.centers, self.squared_norms)
         if self.encoding == "vlad":
             return self._vlad(descriptors, words)
         histogram = np.bincount(words, minlength=self.n_words) / len(words)
@@ -149,10 +155,13 @@ class Codebook:
         ]
 
 
-def nearest_words(descriptors: np.ndarray, centers: np.ndarray) -> np.ndarray:
+def nearest_words(
+    descriptors: np.ndarray, centers: np.ndarray, squared_norms: np.ndarray | None = None
+) -> np.ndarray:
     """Index of the nearest centre (squared Euclidean) for each descriptor."""
-    distances = (centers**2).sum(axis=1) - 2.0 * descriptors @ centers.T
-    return np.argmin(distances, axis=1)
+    if squared_norms is None:
+        squared_norms = (centers**2).sum(axis=1)
+    return np.argmin(squared_norms - 2.0 * descriptors @ centers.T, axis=1)
 
 
 def _region_masks(positions: np.ndarray) -> list[np.ndarray]:

@@ -161,7 +161,7 @@ class LocalFeatures:
             return np.zeros((0, 2), np.float32), np.zeros((0, self.descriptor_size), np.float32)
         keypoints, descriptors = self._strongest(keypoints, descriptors)
         height, width = gray.shape
-        positions = np.array([kp.pt for kp in keypoints], dtype=np.float32)
+        positions = cv2.KeyPoint_convert(keypoints).reshape(-1, 2)
         positions /= np.array([width, height], dtype=np.float32)
         return positions, self._as_float(descriptors)
 
