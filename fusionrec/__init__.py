@@ -6,8 +6,9 @@ The package follows one flowchart::
            \\-> deep branch (CNN embeddings) -------------------+-> fusion -> tasks
 
 :mod:`fusionrec.images` reads photos in every form; :mod:`fusionrec.traditional`
-holds the keypoint branch; :mod:`fusionrec.datasets` loads labelled photo
-folders and the bundled demo products.
+holds the keypoint branch and :mod:`fusionrec.deep` the CNN branch;
+:mod:`fusionrec.datasets` loads labelled photo folders and the bundled demo
+products.
 """
 
 from importlib import import_module
@@ -17,6 +18,7 @@ __version__ = "0.1.0.dev0"
 
 _PUBLIC = {
     "BagOfVisualWords": "fusionrec.traditional",
+    "CNNEmbedder": "fusionrec.deep",
     "available_detectors": "fusionrec.traditional",
 }
 __all__ = [*sorted(_PUBLIC), "__version__"]

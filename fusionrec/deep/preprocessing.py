@@ -1,0 +1,73 @@
+"""Turn an RGB photo into the tensor a backbone's weights were trained on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+_RESAMPLING = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the shorter side, centre-crop, scale to [0, 1], normalise per channel.
+
+    It travels with the weights it belongs to (as torchvision's weight enums
+    carry their transforms), so a backbone is never fed photos prepared for
+    another one.
+
+    Parameters
+    ----------
+    resize : int
+        Length of the shorter side after resizing (antialiased, as Pillow does).
+    crop : int
+        Side of the square centre crop.
+    mean, std : tuple of float
+        Per-channel normalisation of RGB values in [0, 1].
+    interpolation : {"bilinear", "bicubic", "nearest"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prepare = Preprocessing(resize=256, crop=224, mean=(0.5,) * 3, std=(0.5,) * 3)
+    >>> prepare(np.zeros((300, 400, 3), dtype=np.uint8)).shape
+    (3, 224, 224)
+    """
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in _RESAMPLING:
+            raise ValueError(
+                f"interpolation must be one of {sorted(_RESAMPLING)}; got {self.interpolation!r}"
+            )
+        if not 0 < self.crop <= self.resize:
+            raise ValueError(f"need 0 < crop <= resize; got crop={self.crop}, resize={self.resize}")
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """Prepare one ``(H, W, 3)`` uint8 photo as a ``(3, crop, crop)`` float32 array."""
+        image = Image.fromarray(rgb)
+        scale = self.resize / min(image.size)
+        size = (
+            max(self.resize, round(image.width * scale)),
+            max(self.resize, round(image.height * scale)),
+        )
+        image = image.resize(size, _RESAMPLING[self.interpolation])
+        left = (image.width - self.crop) // 2
+        top = (image.height - self.crop) // 2
+        image = image.crop((left, top, left + self.crop, top + self.crop))
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
