@@ -86,9 +86,27 @@ def test_same_output_across_runs_and_batch_sizes(embedder, photos):
     np.testing.assert_allclose(small_batches.transform(photos), first, rtol=1e-4, atol=1e-5)
 
 
-def test_normalize_gives_unit_rows(photos):
-    features = CNNEmbedder(normalize=True).fit(photos).transform(photos[:2])
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_normalize_gives_unit_rows(photos, runtime):
+    features = CNNEmbedder(normalize=True, runtime=runtime).fit(photos).transform(photos[:2])
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
+
+
+def test_onnxruntime_matches_eager_pytorch(embedder, photos):
+    eager = clone(embedder).set_params(runtime="torch").fit(photos).transform(photos)
+    fast = clone(embedder).set_params(runtime="onnxruntime").fit(photos).transform(photos)
+    np.testing.assert_allclose(fast, eager, atol=1e-4)
+    assert np.abs(fast - eager).max() > 0  # really two different runtimes
+
+
+def test_auto_runtime_uses_onnxruntime_on_the_cpu(embedder):
+    from fusionrec.deep.runtime import onnxruntime_available
+
+    assert onnxruntime_available()
+    assert embedder._uses_onnxruntime(torch.device("cpu"))
+    assert not clone(embedder).set_params(runtime="torch")._uses_onnxruntime(torch.device("cpu"))
+    with pytest.raises(ValueError, match="layer=None only"):
+        CNNEmbedder(runtime="onnxruntime", layer="blocks.5")._uses_onnxruntime(torch.device("cpu"))
 
 
 def test_joblib_round_trip(embedder, photos, tmp_path):
@@ -131,7 +149,7 @@ def test_own_module_with_own_preprocessing_and_local_weights(photos, tmp_path):
 
 def test_random_weights_are_seeded(photos):
     def embed(seed):
-        embedder = CNNEmbedder("efficientnet_lite0", weights=None, random_state=seed)
+        embedder = CNNEmbedder(weights=None, runtime="torch", random_state=seed)
         return embedder.fit(photos).transform(photos[:2])
 
     np.testing.assert_array_equal(embed(1), embed(1))
@@ -139,7 +157,7 @@ def test_random_weights_are_seeded(photos):
 
 
 def test_torchvision_model_by_name_without_download(photos):
-    embedder = CNNEmbedder("resnet18", weights=None, random_state=0).fit(photos)
+    embedder = CNNEmbedder("resnet18", weights=None, runtime="torch", random_state=0).fit(photos)
     assert embedder.transform(photos[:2]).shape == (2, 512)
     assert embedder.preprocessing_.crop == 224
 

@@ -25,8 +25,10 @@ from ..images import (
 )
 from .backbones import build_backbone
 from .preprocessing import Preprocessing
+from .runtime import OnnxEmbedding, onnxruntime_available
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+RUNTIMES = ("auto", "torch", "onnxruntime")
 _PREFETCH_BATCHES = 2
 
 
@@ -76,6 +78,12 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
         Resolved at each ``transform``, so a model fitted on a GPU runs on a
         CPU-only machine after loading.
+    runtime : {"auto", "torch", "onnxruntime"}, default="auto"
+        ``"onnxruntime"`` exports the network to ONNX once (a few seconds,
+        cached per process) and runs it with ONNX Runtime on the CPU: several
+        times faster than PyTorch there, with embeddings equal to about 1e-5.
+        ``"auto"`` uses it when the device is the CPU, ``layer`` is None, and
+        ``pip install fusionrec[onnx]`` has installed it; otherwise PyTorch.
     n_jobs : int, default=1
         Threads that decode and prepare photos while the network runs.
     on_error : {"raise", "warn", "skip"}, default="raise"
@@ -122,6 +130,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         "normalize": (Options((True, False)),),
         "batch_size": (Integer(1),),
         "device": (Options(DEVICES),),
+        "runtime": (Options(RUNTIMES),),
         "n_jobs": (Integer(1),),
         "on_error": (Options(ON_ERROR_CHOICES),),
         "random_state": RANDOM_STATE[:2],
@@ -138,6 +147,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         normalize: bool = False,
         batch_size: int = 32,
         device: str = "auto",
+        runtime: str = "auto",
         n_jobs: int = 1,
         on_error: str = "raise",
         random_state: int | None = None,
@@ -150,6 +160,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         self.normalize = normalize
         self.batch_size = batch_size
         self.device = device
+        self.runtime = runtime
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.random_state = random_state
@@ -196,14 +207,13 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "network_")
         images = _non_empty(X)
-        device = resolve_device(self.device)
-        self.network_.to(device, memory_format=torch.channels_last)
+        embed = self._embedding_function(resolve_device(self.device))
         rows = np.full((len(images), self.n_features_out_), np.nan, dtype=np.float32)
         failures: list[ImageReadError] = []
         with tqdm(total=len(images), desc="embedding", unit="img", disable=not self.verbose) as bar:
             for positions, batch in self._prepared_batches(images, failures):
                 if positions:
-                    rows[positions] = self._embed(batch, device)
+                    rows[positions] = embed(batch)
                 bar.update(self.batch_size)
         report_unreadable(failures, self.on_error)
         return rows
@@ -239,6 +249,28 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         failures.extend(chunk_failures)
         return positions, batch
 
+    def _embedding_function(self, device: torch.device):
+        """The fastest way to embed a prepared batch on ``device``."""
+        if self._uses_onnxruntime(device):
+            run = OnnxEmbedding(self.network_, self.preprocessing_.crop)
+            return lambda batch: _l2_rows(run(batch)) if self.normalize else run(batch)
+        self.network_.to(device, memory_format=torch.channels_last)
+        return lambda batch: self._embed(batch, device)
+
+    def _uses_onnxruntime(self, device: torch.device) -> bool:
+        if self.runtime == "torch":
+            return False
+        eligible = device.type == "cpu" and self.layer is None
+        if self.runtime == "onnxruntime":
+            if not onnxruntime_available():
+                raise ImportError(
+                    "runtime='onnxruntime' needs onnxruntime, onnx and onnxscript: "
+                    "pip install 'fusionrec[onnx]'"
+                )
+            if not eligible:
+                raise ValueError("runtime='onnxruntime' runs on the CPU with layer=None only")
+        return eligible and onnxruntime_available()
+
     def _embed(self, batch: np.ndarray, device: torch.device) -> np.ndarray:
         inputs = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -270,6 +302,11 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = False
         return tags
+
+
+def _l2_rows(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
 
 
 def _non_empty(X: Any):
