@@ -253,3 +253,28 @@ DATA_FREE_CHECKS = [
 @pytest.mark.parametrize("check", DATA_FREE_CHECKS, ids=lambda check: check.__name__)
 def test_scikit_learn_checks_that_need_no_tabular_data(check):
     check("CNNEmbedder", CNNEmbedder())
+
+
+def test_preprocessing_equals_resize_then_crop(demo):
+    from PIL import Image
+
+    prepare = BUNDLED["efficientnet_lite0"].preprocessing
+    rgb = load_image(demo.data[3])[:, 20:]  # not square: 256 x 236
+    image = Image.fromarray(rgb)
+    scale = prepare.resize / min(image.size)
+    resized = image.resize(
+        (round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC
+    )
+    left, top = (resized.width - 224) // 2, (resized.height - 224) // 2
+    cropped = np.asarray(resized.crop((left, top, left + 224, top + 224)), dtype=np.float32)
+    expected = ((cropped / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
+    difference = np.abs(prepare(rgb) - expected)
+    assert difference.max() <= 4 / 255 / 0.5  # a few grey levels, from rounding
+    assert (difference > 1 / 255 / 0.5).sum() < 20  # at a handful of the 150,528 values
+
+
+def test_preprocessing_rejects_bad_settings():
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        Preprocessing(resize=256, crop=224, interpolation="lanczos")
+    with pytest.raises(ValueError, match="crop <= resize"):
+        Preprocessing(resize=200, crop=224)

@@ -57,17 +57,25 @@ class Preprocessing:
             raise ValueError(f"need 0 < crop <= resize; got crop={self.crop}, resize={self.resize}")
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """Prepare one ``(H, W, 3)`` uint8 photo as a ``(3, crop, crop)`` float32 array."""
+        """Prepare one ``(H, W, 3)`` uint8 photo as a ``(3, crop, crop)`` float32 array.
+
+        Only the source region that the centre crop keeps is resampled (Pillow's
+        ``box``): the same as resizing the whole photo and then cropping, but for
+        rounding (a few grey levels at a few pixels), at a quarter less work.
+        """
         image = Image.fromarray(rgb)
         scale = self.resize / min(image.size)
-        size = (
-            max(self.resize, round(image.width * scale)),
-            max(self.resize, round(image.height * scale)),
+        width = max(self.resize, round(image.width * scale))
+        height = max(self.resize, round(image.height * scale))
+        left, top = (width - self.crop) // 2, (height - self.crop) // 2
+        x_scale, y_scale = image.width / width, image.height / height
+        box = (
+            left * x_scale,
+            top * y_scale,
+            (left + self.crop) * x_scale,
+            (top + self.crop) * y_scale,
         )
-        image = image.resize(size, _RESAMPLING[self.interpolation])
-        left = (image.width - self.crop) // 2
-        top = (image.height - self.crop) // 2
-        image = image.crop((left, top, left + self.crop, top + self.crop))
+        image = image.resize((self.crop, self.crop), _RESAMPLING[self.interpolation], box=box)
         pixels = np.asarray(image, dtype=np.float32) / 255.0
         pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))
