@@ -60,8 +60,9 @@ class Preprocessing:
         """Prepare one ``(H, W, 3)`` uint8 photo as a ``(3, crop, crop)`` float32 array.
 
         Only the source region that the centre crop keeps is resampled (Pillow's
-        ``box``): the same as resizing the whole photo and then cropping, but for
-        rounding (a few grey levels at a few pixels), at a quarter less work.
+        ``box``): the same as resizing the whole photo and then cropping, to
+        within rounding (values differ by at most a few grey levels, mostly by
+        none), at a quarter less work.
         """
         image = Image.fromarray(rgb)
         scale = self.resize / min(image.size)
