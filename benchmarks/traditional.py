@@ -11,8 +11,6 @@ Every ratio is measured side by side in one run. The dataset is expected at
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ from joblib import Parallel, delayed
 from sklearn.svm import LinearSVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grocery import DEFAULT_ROOT, load_split
+from common import DEFAULT_ROOT, best_of, load_split, peak_memory_in_children, peak_rss_mib
 
 from fusionrec import BagOfVisualWords
 from fusionrec.images import load_image
@@ -46,15 +44,6 @@ def plain_cv2_loop(paths, max_side: int = MAX_SIDE) -> int:
     return total
 
 
-def best_of(repeats: int, function, *args) -> float:
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function(*args)
-        timings.append(time.perf_counter() - started)
-    return min(timings)
-
-
 def throughput(root: Path, n_images: int, repeats: int) -> None:
     paths, _ = load_split(root, "train")
     paths = paths[np.random.default_rng(0).permutation(len(paths))[:n_images]]
@@ -63,12 +52,12 @@ def throughput(root: Path, n_images: int, repeats: int) -> None:
     two_jobs = BagOfVisualWords(**{**bovw.get_params(), "n_jobs": 2})
     two_jobs.codebook_, two_jobs.n_descriptor_dims_ = bovw.codebook_, bovw.n_descriptor_dims_
     two_jobs.transform(paths[:8])  # start the worker processes before timing
-    plain = best_of(repeats, plain_cv2_loop, paths)
-    one = best_of(repeats, bovw.transform, paths)
-    two = best_of(repeats, two_jobs.transform, paths)
+    plain, _ = best_of(repeats, plain_cv2_loop, paths)
+    one, _ = best_of(repeats, bovw.transform, paths)
+    two, _ = best_of(repeats, two_jobs.transform, paths)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    plain_single = best_of(repeats, plain_cv2_loop, paths)
+    plain_single, _ = best_of(repeats, plain_cv2_loop, paths)
     cv2.setNumThreads(threads)
     print(f"{n_images} photos, SIFT, max_side={MAX_SIDE}, best of {repeats}")
     print(f"  plain cv2 loop, OpenCV's default {threads} threads:  {n_images / plain:6.1f} img/s")
@@ -83,25 +72,21 @@ def throughput(root: Path, n_images: int, repeats: int) -> None:
 def fit_peak_memory(root: Path, n_images: int) -> None:
     """Fit with default settings and print the peak resident memory (run in a child)."""
     paths, _ = load_split(root, "train")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mib()
     started = time.perf_counter()
     bovw = BagOfVisualWords(random_state=0, n_jobs=1).fit(paths[:n_images])
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_mib()
     print(
-        f"  fit on {n_images:5d} photos: peak RSS {peak / 1024:7.1f} MiB "
-        f"(after imports {before / 1024:.1f} MiB), {bovw.n_descriptors_} descriptors "
+        f"  fit on {n_images:5d} photos: peak RSS {peak:7.1f} MiB "
+        f"(after imports {before:.1f} MiB), {bovw.n_descriptors_} descriptors "
         f"sampled, {seconds:.0f} s"
     )
 
 
 def memory(root: Path) -> None:
     print("BagOfVisualWords() defaults (sift, 256 words, max_descriptors=200,000), n_jobs=1")
-    for n_images in (660, 2640):
-        subprocess.run(
-            [sys.executable, __file__, "fit-memory", "--root", str(root), "-n", str(n_images)],
-            check=True,
-        )
+    peak_memory_in_children(__file__, "fit-memory", root, (660, 2640))
 
 
 def describe_all(paths, detector: str) -> list[np.ndarray]:

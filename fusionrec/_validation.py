@@ -42,24 +42,6 @@ class Integer:
 
 
 @dataclass(frozen=True)
-class Real:
-    """A real number in ``[low, high]`` (either end open when ``None``)."""
-
-    low: float | None = None
-    high: float | None = None
-
-    def __call__(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return False
-        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
-
-    def __str__(self) -> str:
-        low = "-inf" if self.low is None else self.low
-        high = "inf" if self.high is None else self.high
-        return f"a number in [{low}, {high}]"
-
-
-@dataclass(frozen=True)
 class InstanceOf:
     """An instance of one of the given types."""
 

@@ -8,7 +8,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
-from sklearn.utils import estimator_checks
 
 from fusionrec import BagOfVisualWords
 from fusionrec.images import ImageReadError, UnreadableImageWarning, unreadable_rows
@@ -194,25 +193,6 @@ def test_classifies_demo_products_in_a_pipeline(demo):
     )
     accuracy = model.fit(train, y_train).score(test, y_test)
     assert accuracy > 0.5  # chance is 0.1
-
-
-DATA_FREE_CHECKS = [
-    estimator_checks.check_estimator_cloneable,
-    estimator_checks.check_estimator_repr,
-    estimator_checks.check_no_attributes_set_in_init,
-    estimator_checks.check_parameters_default_constructible,
-    estimator_checks.check_get_params_invariance,
-    estimator_checks.check_set_params,
-    estimator_checks.check_do_not_raise_errors_in_init_or_set_params,
-    estimator_checks.check_mixin_order,
-    estimator_checks.check_transformers_unfitted,
-    estimator_checks.check_estimators_unfitted,
-]
-
-
-@pytest.mark.parametrize("check", DATA_FREE_CHECKS, ids=lambda check: check.__name__)
-def test_scikit_learn_checks_that_need_no_tabular_data(check):
-    check("BagOfVisualWords", BagOfVisualWords())
 
 
 def test_fit_is_idempotent_and_returns_self(photos):

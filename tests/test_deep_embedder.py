@@ -7,7 +7,6 @@ import timm
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import estimator_checks
 from torch import nn
 
 from fusionrec import CNNEmbedder
@@ -234,25 +233,6 @@ def test_transform_before_fit():
 def test_bad_parameters_are_named(photos, params, fragment):
     with pytest.raises(ValueError, match=fragment):
         CNNEmbedder(**params).fit(photos)
-
-
-DATA_FREE_CHECKS = [
-    estimator_checks.check_estimator_cloneable,
-    estimator_checks.check_estimator_repr,
-    estimator_checks.check_no_attributes_set_in_init,
-    estimator_checks.check_parameters_default_constructible,
-    estimator_checks.check_get_params_invariance,
-    estimator_checks.check_set_params,
-    estimator_checks.check_do_not_raise_errors_in_init_or_set_params,
-    estimator_checks.check_mixin_order,
-    estimator_checks.check_transformers_unfitted,
-    estimator_checks.check_estimators_unfitted,
-]
-
-
-@pytest.mark.parametrize("check", DATA_FREE_CHECKS, ids=lambda check: check.__name__)
-def test_scikit_learn_checks_that_need_no_tabular_data(check):
-    check("CNNEmbedder", CNNEmbedder())
 
 
 def test_preprocessing_equals_resize_then_crop(demo):

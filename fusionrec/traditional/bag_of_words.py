@@ -189,6 +189,19 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             "single_threaded": effective_n_jobs(self.n_jobs) > 1,
         }
 
+    def _over_chunks(self, function, images, description: str, describer: dict, **kwargs):
+        return map_chunks(
+            function,
+            images,
+            chunk_size=_CHUNK_SIZE,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            description=description,
+            describer=describer,
+            on_error=self.on_error,
+            **kwargs,
+        )
+
     def fit(self, X: Any, y: Any = None) -> BagOfVisualWords:
         """Learn the visual vocabulary from a bounded sample of the photos' descriptors.
 
@@ -210,17 +223,8 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         quota = max(1, math.ceil(self.max_descriptors / len(images)))
         failures: list[ImageReadError] = []
         samples, owners = [], []
-        for chunk_samples, chunk_owners, chunk_failures in map_chunks(
-            _sample_chunk,
-            images,
-            chunk_size=_CHUNK_SIZE,
-            n_jobs=self.n_jobs,
-            verbose=self.verbose,
-            description="sampling descriptors",
-            describer=self._describer(),
-            on_error=self.on_error,
-            quota=quota,
-            seed=seed,
+        for chunk_samples, chunk_owners, chunk_failures in self._over_chunks(
+            _sample_chunk, images, "sampling descriptors", self._describer(), quota=quota, seed=seed
         ):
             samples.extend(chunk_samples)
             owners.extend(chunk_owners)
@@ -270,16 +274,9 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "codebook_")
         images = _non_empty(X)
         rows, failures = [], []
-        for chunk_rows, chunk_failures in map_chunks(
-            _encode_chunk,
-            images,
-            chunk_size=_CHUNK_SIZE,
-            n_jobs=self.n_jobs,
-            verbose=self.verbose,
-            description="encoding photos",
-            describer=self._describer(self.n_descriptor_dims_),
-            on_error=self.on_error,
-            codebook=self.codebook_,
+        describer = self._describer(self.n_descriptor_dims_)
+        for chunk_rows, chunk_failures in self._over_chunks(
+            _encode_chunk, images, "encoding photos", describer, codebook=self.codebook_
         ):
             rows.append(chunk_rows)
             failures.extend(chunk_failures)

@@ -1,0 +1,48 @@
+"""What the benchmarks share: the Grocery Store splits, timing and memory helpers."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "grocery_store"
+
+
+def load_split(root: str | Path = DEFAULT_ROOT, split: str = "train", labels: str = "fine"):
+    """Paths (object array) and integer labels of one official split."""
+    root = Path(root)
+    column = {"fine": 1, "coarse": 2}[labels]
+    paths, target = [], []
+    for line in (root / f"{split}.txt").read_text().splitlines():
+        if line.strip():
+            fields = [field.strip() for field in line.split(",")]
+            paths.append(str(root / fields[0]))
+            target.append(int(fields[column]))
+    return np.array(paths, dtype=object), np.array(target)
+
+
+def best_of(repeats: int, function, *args):
+    """Shortest wall time of ``repeats`` calls, and the last call's result."""
+    timings, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function(*args)
+        timings.append(time.perf_counter() - started)
+    return min(timings), result
+
+
+def peak_memory_in_children(script: str, part: str, root: Path, sizes: tuple[int, ...]) -> None:
+    """Run ``script part -n SIZE`` in a fresh process per size, so each peak RSS is its own."""
+    for size in sizes:
+        command = [sys.executable, script, part, "--root", str(root), "-n", str(size)]
+        subprocess.run(command, check=True)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
