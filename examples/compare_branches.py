@@ -29,7 +29,7 @@ branches = {
         BagOfVisualWords("rootsift", n_words=64, encoding="vlad", max_side=256, random_state=0),
         LinearSVC(random_state=0),
     ),
-    "deep": make_pipeline(CNNEmbedder(normalize=True), LogisticRegression(max_iter=2000)),
+    "deep": make_pipeline(CNNEmbedder(), LogisticRegression(max_iter=2000)),
 }
 
 print(f"{len(train)} training and {len(test)} test photos of {len(demo.target_names)} products")
