@@ -134,6 +134,23 @@ def test_precomputed_descriptors(photos):
         bovw.transform([photos[0]])
 
 
+def test_described_pairs_reproduce_the_photo_features(fitted, photos):
+    pairs = fitted.describe(photos[:4])
+    assert all(p.shape == (len(d), 2) for p, d in pairs)
+    for pyramid in (False, True):
+        direct = clone(fitted).set_params(spatial_pyramid=pyramid).fit(photos)
+        precomputed = clone(direct).set_params(detector="precomputed").fit(fitted.describe(photos))
+        np.testing.assert_allclose(precomputed.transform(pairs), direct.transform(photos[:4]))
+
+
+def test_pyramid_over_bare_descriptors_is_refused(photos):
+    bovw = BagOfVisualWords("precomputed", n_words=2, spatial_pyramid=True)
+    with pytest.raises(ImageReadError, match="needs \\(positions, descriptors\\) pairs"):
+        bovw.fit([np.ones((4, 3))])
+    with pytest.raises(ImageReadError, match="fractions in \\[0, 1\\]"):
+        bovw.fit([(np.full((4, 2), 2.0), np.ones((4, 3)))])
+
+
 def test_precomputed_with_mismatched_lengths_is_refused():
     with pytest.raises(ValueError, match="different lengths"):
         BagOfVisualWords("precomputed", n_words=2).fit([np.ones((4, 3)), np.ones((4, 5))])
@@ -163,7 +180,6 @@ def test_pca_shrinks_vlad(photos):
         ({"on_error": "ignore"}, "on_error must be one of"),
         ({"n_jobs": 0}, "n_jobs must be"),
         ({"tfidf": True, "encoding": "vlad"}, "tfidf applies to encoding='bovw' only"),
-        ({"detector": "precomputed", "spatial_pyramid": True}, "needs keypoint positions"),
     ],
 )
 def test_bad_parameters_are_named(photos, params, fragment):

@@ -45,7 +45,8 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         One of ``"sift"``, ``"rootsift"``, ``"dense-sift"``, ``"orb"``,
         ``"akaze"``, ``"brisk"``, ``"kaze"``, ``"surf"`` (see
         :func:`fusionrec.available_detectors`), or ``"precomputed"``: then each
-        item of ``X`` is an ``(n_keypoints, n_dims)`` array of descriptors.
+        item of ``X`` is an ``(n_keypoints, n_dims)`` array of descriptors, or
+        a ``(positions, descriptors)`` pair as :meth:`describe` returns.
     n_words : int, default=256
         Vocabulary size: k-means clusters, or mixture components for Fisher
         vectors. scikit-learn's ``KMeans`` learns up to 256 words,
@@ -171,10 +172,6 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         validate_params(self, self._parameter_constraints)
         if self.detector != PRECOMPUTED:
             LocalFeatures(self.detector)  # an unavailable detector fails here, not in a worker
-        elif self.spatial_pyramid:
-            raise ValueError(
-                "spatial_pyramid needs keypoint positions; detector='precomputed' has none"
-            )
         if self.tfidf and self.encoding != "bovw":
             raise ValueError(
                 f"tfidf applies to encoding='bovw' only; got encoding={self.encoding!r}"
@@ -187,6 +184,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             "max_keypoints": self.max_keypoints,
             "n_dims": n_dims,
             "single_threaded": effective_n_jobs(self.n_jobs) > 1,
+            "spatial_pyramid": self.spatial_pyramid,
         }
 
     def _over_chunks(self, function, images, description: str, describer: dict, **kwargs):
@@ -283,6 +281,31 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         report_unreadable(failures, self.on_error)
         return np.concatenate(rows)
 
+    def describe(self, X: Any) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Keypoint positions and descriptors of each photo, before any vocabulary.
+
+        Needs no fitting. The pairs can be cached and passed back later with
+        ``detector="precomputed"`` (spatial pyramids included), which is how
+        :class:`fusionrec.FusedClassifier` reads each photo only once.
+
+        Returns
+        -------
+        list
+            Per photo, ``(positions, descriptors)``: ``(n, 2)`` keypoint centres as
+            fractions of width and height, and ``(n, n_dims)`` float32
+            descriptors; ``None`` for photos dropped by ``on_error``.
+        """
+        self._check_params()
+        images = _non_empty(X)
+        pairs, failures = [], []
+        for chunk_pairs, chunk_failures in self._over_chunks(
+            _describe_chunk, images, "describing photos", self._describer()
+        ):
+            pairs.extend(chunk_pairs)
+            failures.extend(chunk_failures)
+        report_unreadable(failures, self.on_error)
+        return pairs
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns, such as ``bovw_w12`` or ``vlad_q3_w5_d17``."""
         check_is_fitted(self, "codebook_")
@@ -305,7 +328,7 @@ def _non_empty(X: Any):
 def _read_descriptors(images: list, start: int, describer: dict, on_error: str, failures: list):
     """Yield ``(position, positions, descriptors)``; ``None`` arrays for dropped photos."""
     if describer["detector"] == PRECOMPUTED:
-        yield from _precomputed(images, start, on_error, failures, describer["n_dims"])
+        yield from _precomputed(images, start, on_error, failures, describer)
         return
     features = LocalFeatures(describer["detector"], max_keypoints=describer["max_keypoints"])
     with _opencv_threads(1 if describer["single_threaded"] else None):
@@ -342,13 +365,13 @@ def _opencv_threads(n_threads: int | None):
         cv2.setNumThreads(previous)
 
 
-def _precomputed(images: list, start: int, on_error: str, failures: list, n_dims: int | None):
+def _precomputed(images: list, start: int, on_error: str, failures: list, describer: dict):
     for offset, item in enumerate(images):
         position = start + offset
-        array = np.asarray(item) if isinstance(item, (np.ndarray, list)) else None
-        problem = _descriptor_problem(array, n_dims)
+        positions, descriptors = _split_precomputed(item)
+        problem = _descriptor_problem(positions, descriptors, describer)
         if problem is None:
-            yield position, np.zeros((len(array), 2), np.float32), array.astype(np.float32)
+            yield position, positions, descriptors.astype(np.float32, copy=False)
             continue
         error = ImageReadError(f"object of type {type(item).__name__}", problem, position)
         if on_error == "raise":
@@ -357,16 +380,41 @@ def _precomputed(images: list, start: int, on_error: str, failures: list, n_dims
         yield position, None, None
 
 
-def _descriptor_problem(array: np.ndarray | None, n_dims: int | None) -> str | None:
-    if array is None or array.ndim != 2:
-        shape = None if array is None else array.shape
-        return f"expected an (n_keypoints, n_dims) descriptor array; got shape {shape}"
-    if n_dims is not None and array.shape[1] != n_dims:
+def _split_precomputed(item: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(positions, descriptors)`` from a descriptor array or a pair of arrays."""
+    if isinstance(item, tuple) and len(item) == 2:
+        positions, descriptors = (np.asarray(part, dtype=np.float32) for part in item)
+        return positions, descriptors
+    if isinstance(item, (np.ndarray, list)):
+        return None, np.asarray(item)
+    return None, None
+
+
+def _descriptor_problem(
+    positions: np.ndarray | None, descriptors: np.ndarray | None, describer: dict
+) -> str | None:
+    if descriptors is None or descriptors.ndim != 2:
+        shape = None if descriptors is None else descriptors.shape
         return (
-            f"descriptors have {array.shape[1]} dimensions; the vocabulary was fitted on {n_dims}"
+            "expected an (n_keypoints, n_dims) descriptor array or a (positions, descriptors) "
+            f"pair; got shape {shape}"
         )
-    if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+    n_dims = describer["n_dims"]
+    if n_dims is not None and descriptors.shape[1] != n_dims:
+        return (
+            f"descriptors have {descriptors.shape[1]} dimensions; "
+            f"the vocabulary was fitted on {n_dims}"
+        )
+    if not np.issubdtype(descriptors.dtype, np.number) or not np.isfinite(descriptors).all():
         return "descriptors must be finite numbers"
+    if positions is None:
+        return (
+            "spatial_pyramid needs (positions, descriptors) pairs"
+            if describer["spatial_pyramid"]
+            else None
+        )
+    if positions.shape != (len(descriptors), 2) or not ((positions >= 0) & (positions <= 1)).all():
+        return "positions must be an (n_keypoints, 2) array of (x, y) fractions in [0, 1]"
     return None
 
 
@@ -390,6 +438,17 @@ def _sample_chunk(
         samples.append(descriptors)
         owners.append(np.full(len(descriptors), position))
     return samples, owners, failures
+
+
+def _describe_chunk(images: list, *, start: int, describer: dict, on_error: str):
+    failures: list[ImageReadError] = []
+    pairs = [
+        None if descriptors is None else (positions, descriptors)
+        for _, positions, descriptors in _read_descriptors(
+            images, start, describer, on_error, failures
+        )
+    ]
+    return pairs, failures
 
 
 def _encode_chunk(images: list, *, start: int, describer: dict, on_error: str, codebook: Codebook):

@@ -1,0 +1,108 @@
+"""A disk cache of per-photo features, keyed by photo content and extractor settings.
+
+Cross-validation refits the same extractors on overlapping subsets of the same
+photos. Caching each photo's features on its own (not each call's output) lets
+every fold, and every grid-search candidate that shares an extractor, reuse
+what any earlier one computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from joblib import Memory
+from PIL import Image
+
+
+def content_key(image: Any) -> str | None:
+    """A digest of a photo's content, or ``None`` where it cannot be read as bytes.
+
+    Paths are keyed by their file's bytes (so a renamed copy hits the cache,
+    and an edited file misses it), arrays by their pixels, shape and dtype.
+    """
+    digest = hashlib.sha1()
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            digest.update(Path(image).read_bytes())
+        except OSError:
+            return None
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        digest.update(bytes(image))
+    elif isinstance(image, np.ndarray):
+        digest.update(f"{image.shape}{image.dtype}".encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    elif isinstance(image, Image.Image):
+        digest.update(f"{image.mode}{image.size}".encode())
+        digest.update(image.tobytes())
+    else:
+        return None
+    return digest.hexdigest()
+
+
+def cache_location(memory: Any) -> Path | None:
+    """The folder behind ``memory``: a path, a ``joblib.Memory``, or ``None``."""
+    if memory is None:
+        return None
+    if isinstance(memory, Memory):
+        return None if memory.location is None else Path(memory.location) / "fusionrec"
+    if isinstance(memory, (str, os.PathLike)):
+        return Path(memory)
+    raise TypeError(f"memory must be None, a path or a joblib.Memory; got {type(memory).__name__}")
+
+
+class FeatureCache:
+    """Per-photo arrays stored as ``<location>/<extractor key>/<content key>.npy``."""
+
+    def __init__(self, location: Path, extractor_key: str) -> None:
+        self.folder = Path(location) / extractor_key
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.npy"
+
+    def load(self, key: str | None) -> np.ndarray | None:
+        if key is None:
+            return None
+        path = self.path(key)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
+    def save(self, key: str | None, value: np.ndarray) -> None:
+        if key is None:
+            return
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(partial, "wb") as file:
+            np.save(file, value, allow_pickle=False)
+        os.replace(partial, path)  # readers never see half a file
+
+
+def cached_per_photo(
+    images: Sequence,
+    compute: Callable[[list], list[np.ndarray | None]],
+    cache: FeatureCache | None,
+) -> list[np.ndarray | None]:
+    """Per-photo results of ``compute``, computing only the photos the cache lacks.
+
+    ``compute`` takes a list of photos and returns one array per photo, or
+    ``None`` for a photo it dropped (which is never cached).
+    """
+    if cache is None:
+        return compute(list(images))
+    keys = [content_key(image) for image in images]
+    results = [cache.load(key) for key in keys]
+    missing = [i for i, result in enumerate(results) if result is None]
+    if missing:
+        computed = compute([images[i] for i in missing])
+        for i, value in zip(missing, computed, strict=True):
+            results[i] = value
+            if value is not None:
+                cache.save(keys[i], value)
+    return results
