@@ -19,6 +19,8 @@ __version__ = "0.1.0.dev0"
 _PUBLIC = {
     "BagOfVisualWords": "fusionrec.traditional",
     "CNNEmbedder": "fusionrec.deep",
+    "FusedClassifier": "fusionrec.fusion",
+    "FusedFeatures": "fusionrec.fusion",
     "available_detectors": "fusionrec.traditional",
 }
 __all__ = [*sorted(_PUBLIC), "__version__"]

@@ -20,6 +20,8 @@ class Options:
         return any(value is option or value == option for option in self.values)
 
     def __str__(self) -> str:
+        if len(self.values) == 1:
+            return repr(self.values[0])
         return "one of " + ", ".join(repr(value) for value in self.values)
 
 

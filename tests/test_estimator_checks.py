@@ -11,7 +11,7 @@ own test module.
 import pytest
 from sklearn.utils import estimator_checks
 
-from fusionrec import BagOfVisualWords, CNNEmbedder
+from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, FusedFeatures
 
 DATA_FREE_CHECKS = [
     estimator_checks.check_estimator_cloneable,
@@ -22,10 +22,9 @@ DATA_FREE_CHECKS = [
     estimator_checks.check_set_params,
     estimator_checks.check_do_not_raise_errors_in_init_or_set_params,
     estimator_checks.check_mixin_order,
-    estimator_checks.check_transformers_unfitted,
     estimator_checks.check_estimators_unfitted,
 ]
-ESTIMATORS = [BagOfVisualWords(), CNNEmbedder()]
+ESTIMATORS = [BagOfVisualWords(), CNNEmbedder(), FusedFeatures(), FusedClassifier()]
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda estimator: type(estimator).__name__)
@@ -37,3 +36,12 @@ def test_checks_that_need_no_tabular_data(estimator, check):
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda estimator: type(estimator).__name__)
 def test_tags_say_the_input_is_not_a_matrix(estimator):
     assert estimator.__sklearn_tags__().input_tags.two_d_array is False
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [BagOfVisualWords(), CNNEmbedder(), FusedFeatures()],
+    ids=lambda e: type(e).__name__,
+)
+def test_unfitted_transformers_refuse_to_transform(estimator):
+    estimator_checks.check_transformers_unfitted(type(estimator).__name__, estimator)

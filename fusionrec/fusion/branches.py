@@ -1,0 +1,101 @@
+"""Run one branch's extractor over photos, reusing cached per-photo features."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from ..deep import CNNEmbedder
+from ..deep.runtime import fingerprint
+from ..traditional import BagOfVisualWords
+from .cache import FeatureCache, cache_location, cached_per_photo
+
+
+class Branch:
+    """A fitted branch: its extractor and, with ``memory``, a per-photo cache.
+
+    Without a cache the extractor reads the photos itself. With one, the
+    traditional branch caches each photo's keypoints and descriptors (the
+    costly, vocabulary-free part) and refits only the vocabulary; the deep
+    branch caches each photo's embedding.
+    """
+
+    def __init__(self, extractor: BagOfVisualWords | CNNEmbedder, memory: Any = None) -> None:
+        self.extractor = extractor
+        self.location = cache_location(memory)
+
+    def fit_transform(self, images: Sequence) -> np.ndarray:
+        if self.location is None:
+            self.fitted_ = clone(self.extractor)
+            return self.fitted_.fit(images).transform(images)
+        if isinstance(self.extractor, BagOfVisualWords):
+            pairs = self._described(images)
+            readable = [pair for pair in pairs if pair is not None]
+            self.fitted_ = clone(self.extractor).set_params(detector="precomputed").fit(readable)
+            return self._encode(pairs)
+        self.fitted_ = clone(self.extractor).fit(images)
+        return self._embedded(images)
+
+    def transform(self, images: Sequence, on_error: str | None = None) -> np.ndarray:
+        """Features of ``images``; ``on_error`` overrides the policy given at fit."""
+        if on_error is not None:
+            self.extractor.set_params(on_error=on_error)
+            self.fitted_.set_params(on_error=on_error)
+        if self.location is None:
+            return self.fitted_.transform(images)
+        if isinstance(self.extractor, BagOfVisualWords):
+            return self._encode(self._described(images))
+        return self._embedded(images)
+
+    def _described(self, images: Sequence) -> list:
+        settings = self.extractor.get_params()
+        key = _safe("describe-{detector}-{max_side}-{max_keypoints}".format(**settings))
+        packed = cached_per_photo(
+            images,
+            lambda photos: [_pack(pair) for pair in self.extractor.describe(photos)],
+            FeatureCache(self.location, key),
+        )
+        return [None if rows is None else (rows[:, :2], rows[:, 2:]) for rows in packed]
+
+    def _encode(self, pairs: list) -> np.ndarray:
+        rows = np.full((len(pairs), self.fitted_.n_features_out_), np.nan, dtype=np.float32)
+        readable = [i for i, pair in enumerate(pairs) if pair is not None]
+        if readable:
+            rows[readable] = self.fitted_.transform([pairs[i] for i in readable])
+        return rows
+
+    def _embedded(self, images: Sequence) -> np.ndarray:
+        embedder = self.fitted_
+        key = "embed-" + fingerprint(embedder.network_, embedder.preprocessing_.crop)
+        key += f"-{embedder.layer}-{embedder.normalize}-{embedder.preprocessing_}"
+        rows = cached_per_photo(
+            images,
+            lambda photos: [
+                None if np.isnan(row).all() else row for row in embedder.transform(photos)
+            ],
+            FeatureCache(self.location, _safe(key)),
+        )
+        width = embedder.n_features_out_
+        return np.stack(
+            [np.full(width, np.nan, np.float32) if row is None else row for row in rows]
+        )
+
+
+def _none_if_dropped(row: np.ndarray) -> np.ndarray | None:
+    return None if np.isnan(row).all() else row
+
+
+def _pack(pair: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
+    if pair is None:
+        return None
+    positions, descriptors = pair
+    return np.hstack([positions, descriptors]).astype(np.float32)
+
+
+def _safe(key: str) -> str:
+    """A folder name from a key: its readable start and a digest of the whole."""
+    return f"{key[:60]}-{hashlib.sha1(key.encode()).hexdigest()[:16]}".replace("/", "_")

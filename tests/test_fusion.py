@@ -1,0 +1,172 @@
+"""Early and late fusion, the branch switch, the feature cache and the on_error contract."""
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.svm import LinearSVC
+
+from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, FusedFeatures
+from fusionrec.fusion.features import normalise_blocks
+from fusionrec.images import UnreadableImageWarning, unreadable_rows
+
+SMALL_TRADITIONAL = BagOfVisualWords(
+    "rootsift", n_words=16, encoding="vlad", max_side=160, random_state=0
+)
+
+
+@pytest.fixture(scope="module")
+def split(demo):
+    names = np.array(demo.target_names)[demo.target]  # string labels
+    return train_test_split(demo.data, names, test_size=0.3, stratify=names, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def memory(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+def model(memory, **params):
+    return FusedClassifier(traditional=SMALL_TRADITIONAL, memory=memory, random_state=0, **params)
+
+
+@pytest.mark.parametrize(
+    ("branch", "fusion", "least_accuracy"),
+    [
+        ("traditional", "early", 0.6),
+        ("deep", "early", 0.9),
+        ("fused", "early", 0.9),
+        ("fused", "late", 0.9),
+    ],
+)
+def test_every_branch_and_fusion_classifies_the_demo(split, memory, branch, fusion, least_accuracy):
+    train, test, y_train, y_test = split
+    fitted = model(memory, branch=branch, fusion=fusion).fit(train, y_train)
+    assert fitted.score(test, y_test) >= least_accuracy  # chance is 0.1
+    assert list(fitted.classes_) == sorted(set(y_train))
+    probabilities = fitted.predict_proba(test[:5])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    assert set(fitted.branches_) == ({"traditional", "deep"} if branch == "fused" else {branch})
+
+
+def test_late_fusion_learns_a_weight_and_has_no_decision_function(split, memory):
+    train, _, y_train, _ = split
+    late = model(memory, fusion="late").fit(train, y_train)
+    assert 0.0 <= late.late_weight_ <= 1.0
+    assert not hasattr(late, "decision_function")
+    early = model(memory).fit(train, y_train)
+    assert early.decision_function(train[:3]).shape == (3, 10)
+
+
+def test_integer_labels_and_a_classifier_without_probabilities(split, memory, demo):
+    train, test, y_train, _ = split
+    codes = np.array([demo.target_names.index(name) for name in y_train])
+    late = model(memory, fusion="late", classifier=LinearSVC(C=1.0)).fit(train, codes)
+    assert late.predict(test[:3]).dtype.kind == "i"
+    assert late.predict_proba(test[:3]).shape == (3, 10)
+
+
+def test_joblib_round_trip_and_determinism(split, memory, tmp_path):
+    train, test, y_train, _ = split
+    fitted = model(memory, fusion="late").fit(train, y_train)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    restored = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(restored.predict_proba(test), fitted.predict_proba(test))
+    again = model(memory, fusion="late").fit(train, y_train)
+    np.testing.assert_array_equal(again.predict_proba(test), fitted.predict_proba(test))
+
+
+def test_grid_search_reads_each_photo_once(split, tmp_path, monkeypatch):
+    train, _, y_train, _ = split
+    described, embedded = [], []
+    describe, transform = BagOfVisualWords.describe, CNNEmbedder.transform
+
+    def counting_describe(self, X):
+        described.extend(X)
+        return describe(self, X)
+
+    def counting_transform(self, X):
+        embedded.extend(X)
+        return transform(self, X)
+
+    monkeypatch.setattr(BagOfVisualWords, "describe", counting_describe)
+    monkeypatch.setattr(CNNEmbedder, "transform", counting_transform)
+    search = GridSearchCV(
+        model(tmp_path),
+        {"branch": ["traditional", "deep", "fused"], "fusion": ["early", "late"]},
+        cv=3,
+    )
+    search.fit(train, y_train)
+    assert len(search.cv_results_["params"]) == 6
+    assert sorted(described) == sorted(train)
+    assert sorted(embedded) == sorted(train)
+    assert search.best_score_ > 0.8
+
+
+def test_skip_drops_photos_with_their_labels(split, memory):
+    train, test, y_train, _ = split
+    X = [*train[:40], "missing.jpg", np.full((4, 4), np.nan)]
+    y = [*y_train[:40], "Banana", "Kiwi"]
+    with pytest.warns(UnreadableImageWarning):
+        fitted = model(memory, branch="fused", on_error="warn").fit(X, y)
+    np.testing.assert_array_equal(fitted.dropped_indices_, [40, 41])
+    fitted.set_params(on_error="skip")
+    predicted = fitted.predict([test[0], "missing.jpg"])
+    assert predicted[0] is not None
+    assert predicted[1] is None
+    assert np.isnan(fitted.predict_proba(["missing.jpg"])).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"branch": "both"}, "branch must be one of"),
+        ({"fusion": "middle"}, "fusion must be one of"),
+        ({"deep": "lite0"}, "deep must be None or a CNNEmbedder"),
+    ],
+)
+def test_bad_parameters_are_named(split, params, fragment):
+    train, _, y_train, _ = split
+    with pytest.raises(ValueError, match=fragment):
+        FusedClassifier(**params).fit(train, y_train)
+
+
+def test_labels_must_match_the_photos(split):
+    train, _, y_train, _ = split
+    with pytest.raises(ValueError, match="holds 105 images but y holds 104 labels"):
+        FusedClassifier(branch="deep").fit(train, y_train[:-1])
+    with pytest.raises(ValueError, match="at least two products"):
+        FusedClassifier(branch="deep").fit(train[:3], ["Banana"] * 3)
+
+
+def test_fused_features_blocks_are_normalised_and_named(demo, memory):
+    photos = demo.data[::10]
+    fused = FusedFeatures(traditional=SMALL_TRADITIONAL, weights=(1.0, 2.0), memory=memory)
+    features = fused.fit_transform(photos)
+    width = fused.branches_["traditional"].fitted_.n_features_out_
+    np.testing.assert_allclose(np.linalg.norm(features[:, :width], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(features[:, width:], axis=1), 2.0, rtol=1e-5)
+    names = fused.get_feature_names_out()
+    assert len(names) == features.shape[1] == fused.n_features_out_
+    assert names[0].startswith("traditional__vlad")
+    assert names[-1].startswith("deep__efficientnet_lite0")
+    np.testing.assert_allclose(fused.transform(photos), features, atol=1e-6)
+
+
+def test_fused_features_leave_the_given_branches_untouched(demo):
+    traditional = clone(SMALL_TRADITIONAL)
+    FusedFeatures(traditional=traditional, on_error="skip").fit(demo.data[:10])
+    assert traditional.on_error == "raise"
+    assert not hasattr(traditional, "codebook_")
+
+
+def test_normalise_blocks_keeps_nan_and_zero_rows():
+    blocks = [
+        np.array([[3.0, 4.0], [0.0, 0.0], [np.nan, np.nan]]),
+        np.array([[1.0], [2.0], [np.nan]]),
+    ]
+    fused = normalise_blocks(blocks, [1.0, 1.0])
+    np.testing.assert_allclose(fused[0], [0.6, 0.8, 1.0])
+    np.testing.assert_allclose(fused[1], [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(unreadable_rows(fused), [2])
