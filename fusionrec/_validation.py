@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .images.errors import ON_ERROR_CHOICES
+
 
 @dataclass(frozen=True)
 class Options:
@@ -64,6 +66,15 @@ RANDOM_STATE = (
     InstanceOf((np.random.RandomState,), "a numpy RandomState"),
 )
 N_JOBS = (IS_NONE, Integer(1), Integer(None, -1))
+ON_ERROR = (Options(ON_ERROR_CHOICES),)
+VERBOSE = (Integer(0),)
+RUN_CONSTRAINTS = {
+    "on_error": ON_ERROR,
+    "n_jobs": N_JOBS,
+    "random_state": RANDOM_STATE,
+    "verbose": VERBOSE,
+}
+"""The rules shared by every estimator that reads photos in parallel."""
 
 
 def validate_params(estimator: Any, constraints: Mapping[str, tuple]) -> None:

@@ -15,9 +15,16 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._validation import RANDOM_STATE, InstanceOf, Integer, Options, validate_params
+from .._validation import (
+    ON_ERROR,
+    RANDOM_STATE,
+    VERBOSE,
+    InstanceOf,
+    Integer,
+    Options,
+    validate_params,
+)
 from ..images import (
-    ON_ERROR_CHOICES,
     ImageReadError,
     as_image_sequence,
     iter_images,
@@ -132,9 +139,9 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         "device": (Options(DEVICES),),
         "runtime": (Options(RUNTIMES),),
         "n_jobs": (Integer(1),),
-        "on_error": (Options(ON_ERROR_CHOICES),),
+        "on_error": ON_ERROR,
         "random_state": RANDOM_STATE[:2],
-        "verbose": (Integer(0),),
+        "verbose": VERBOSE,
     }
 
     def __init__(

@@ -13,9 +13,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._validation import N_JOBS, RANDOM_STATE, InstanceOf, Integer, Options, validate_params
+from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
 from ..deep import CNNEmbedder
-from ..images import ON_ERROR_CHOICES
 from ..traditional import BagOfVisualWords
 from .features import BRANCH_NAMES, check_images, make_branches, normalise_blocks
 
@@ -92,10 +91,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         "fusion": (Options(FUSIONS),),
         "traditional": (Options((None,)), InstanceOf((BagOfVisualWords,), "a BagOfVisualWords")),
         "deep": (Options((None,)), InstanceOf((CNNEmbedder,), "a CNNEmbedder")),
-        "on_error": (Options(ON_ERROR_CHOICES),),
-        "n_jobs": N_JOBS,
-        "random_state": RANDOM_STATE,
-        "verbose": (Integer(0),),
+        **RUN_CONSTRAINTS,
     }
 
     def __init__(

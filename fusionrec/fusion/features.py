@@ -9,9 +9,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import N_JOBS, RANDOM_STATE, InstanceOf, Integer, Options, validate_params
+from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
 from ..deep import CNNEmbedder
-from ..images import ON_ERROR_CHOICES, as_image_sequence
+from ..images import as_image_sequence
 from ..traditional import BagOfVisualWords
 from .branches import Branch
 
@@ -119,10 +119,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
         "traditional": (Options((None,)), InstanceOf((BagOfVisualWords,), "a BagOfVisualWords")),
         "deep": (Options((None,)), InstanceOf((CNNEmbedder,), "a CNNEmbedder")),
         "weights": (InstanceOf((tuple, list), "a pair of weights"),),
-        "on_error": (Options(ON_ERROR_CHOICES),),
-        "n_jobs": N_JOBS,
-        "random_state": RANDOM_STATE,
-        "verbose": (Integer(0),),
+        **RUN_CONSTRAINTS,
     }
 
     def __init__(

@@ -16,9 +16,8 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import ThreadpoolController
 
 from .._parallel import map_chunks
-from .._validation import N_JOBS, RANDOM_STATE, Integer, Options, validate_params
+from .._validation import RUN_CONSTRAINTS, Integer, Options, validate_params
 from ..images import (
-    ON_ERROR_CHOICES,
     ImageReadError,
     as_image_sequence,
     iter_images,
@@ -129,10 +128,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         "power_norm": (Options((True, False)),),
         "pca_components": (Options((None,)), Integer(1)),
         "max_descriptors": (Integer(1),),
-        "on_error": (Options(ON_ERROR_CHOICES),),
-        "n_jobs": N_JOBS,
-        "random_state": RANDOM_STATE,
-        "verbose": (Integer(0),),
+        **RUN_CONSTRAINTS,
     }
 
     def __init__(
