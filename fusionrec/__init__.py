@@ -22,6 +22,7 @@ _PUBLIC = {
     "FusedClassifier": "fusionrec.fusion",
     "FusedFeatures": "fusionrec.fusion",
     "available_detectors": "fusionrec.traditional",
+    "evaluate": "fusionrec.evaluation",
 }
 __all__ = [*sorted(_PUBLIC), "__version__"]
 
