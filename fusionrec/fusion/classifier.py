@@ -13,6 +13,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .._parallel import single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
 from ..deep import CNNEmbedder
 from ..traditional import BagOfVisualWords
@@ -152,11 +153,12 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         target = self._encoder.transform(labels[~dropped])
         if len(self.classes_) < 2:
             raise ValueError(f"need photos of at least two products; got {list(self.classes_)}")
-        if self._is_late():
-            self._fit_late(kept, target)
-        else:
-            features = normalise_blocks(list(kept.values()), [1.0] * len(kept))
-            self.classifiers_ = {"fused": self._new_classifier().fit(features, target)}
+        with single_threaded_blas():
+            if self._is_late():
+                self._fit_late(kept, target)
+            else:
+                features = normalise_blocks(list(kept.values()), [1.0] * len(kept))
+                self.classifiers_ = {"fused": self._new_classifier().fit(features, target)}
         return self
 
     def _new_classifier(self, probabilities: bool = False):
@@ -195,23 +197,21 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         if dropped.all():
             return log_probabilities, dropped
         kept = {name: block[~dropped] for name, block in blocks.items()}
+        with single_threaded_blas():
+            log_probabilities[~dropped] = self._combined_log_probabilities(kept)
+        return log_probabilities, dropped
+
+    def _combined_log_probabilities(self, kept: dict[str, np.ndarray]) -> np.ndarray:
         if self._is_late():
             parts = [
-                np.log(
-                    np.clip(
-                        self.classifiers_[name].predict_proba(normalise_blocks([block], [1.0])),
-                        1e-12,
-                        1,
-                    )
-                )
+                _log_proba(self.classifiers_[name], normalise_blocks([block], [1.0]))
                 for name, block in kept.items()
             ]
             combined = self.late_weight_ * parts[0] + (1 - self.late_weight_) * parts[1]
         else:
             features = normalise_blocks(list(kept.values()), [1.0] * len(kept))
             combined = _log_proba(self.classifiers_["fused"], features)
-        log_probabilities[~dropped] = combined - _log_sum_exp(combined)
-        return log_probabilities, dropped
+        return combined - _log_sum_exp(combined)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Probability of each product in ``classes_``; NaN rows for dropped photos."""
@@ -239,7 +239,8 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         images = check_images(X)
         blocks = [branch.transform(images, self.on_error) for branch in self.branches_.values()]
         features = normalise_blocks(blocks, [1.0] * len(blocks))
-        return self.classifiers_["fused"].decision_function(features)
+        with single_threaded_blas():
+            return self.classifiers_["fused"].decision_function(features)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

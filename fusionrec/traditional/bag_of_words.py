@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from functools import cache
 from typing import Any
 
 import cv2
@@ -13,9 +12,8 @@ from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import ThreadpoolController
 
-from .._parallel import map_chunks
+from .._parallel import map_chunks, single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, Integer, Options, validate_params
 from ..images import (
     ImageReadError,
@@ -341,12 +339,6 @@ def _read_descriptors(images: list, start: int, describer: dict, on_error: str, 
             yield position, *features.describe(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
 
 
-@cache
-def _thread_pools() -> ThreadpoolController:
-    """One controller per process: building one scans the loaded libraries (about 3 ms)."""
-    return ThreadpoolController()
-
-
 @contextmanager
 def _opencv_threads(n_threads: int | None):
     """Hold OpenCV to ``n_threads`` while workers already use every core."""
@@ -455,7 +447,7 @@ def _encode_chunk(images: list, *, start: int, describer: dict, on_error: str, c
     """
     rows = np.full((len(images), codebook.n_features), np.nan, dtype=np.float32)
     failures: list[ImageReadError] = []
-    with _thread_pools().limit(limits=1, user_api="blas"):
+    with single_threaded_blas():
         for position, positions, descriptors in _read_descriptors(
             images, start, describer, on_error, failures
         ):
