@@ -52,9 +52,10 @@ def normalise_blocks(blocks: Sequence[np.ndarray], weights: Sequence[float]) -> 
 def make_branches(estimator: Any, names: Sequence[str]) -> dict[str, Branch]:
     """The branches an estimator uses, with its ``on_error``, ``verbose`` and ``memory``."""
     extractors = {
-        "traditional": estimator.traditional
-        or default_traditional(estimator.n_jobs, estimator.random_state),
-        "deep": estimator.deep or default_deep(),
+        "traditional": default_traditional(estimator.n_jobs, estimator.random_state)
+        if estimator.traditional is None
+        else estimator.traditional,
+        "deep": default_deep() if estimator.deep is None else estimator.deep,
     }
     branches = {}
     for name in names:
