@@ -7,8 +7,9 @@ The package follows one flowchart::
 
 :mod:`fusionrec.images` reads photos in every form; :mod:`fusionrec.traditional`
 holds the keypoint branch and :mod:`fusionrec.deep` the CNN branch;
-:mod:`fusionrec.datasets` loads labelled photo folders and the bundled demo
-products.
+:mod:`fusionrec.fusion` combines them for classification and
+:mod:`fusionrec.search` for search by photo; :mod:`fusionrec.datasets` loads
+labelled photo folders and the bundled demo products.
 """
 
 from importlib import import_module
@@ -21,6 +22,7 @@ _PUBLIC = {
     "CNNEmbedder": "fusionrec.deep",
     "FusedClassifier": "fusionrec.fusion",
     "FusedFeatures": "fusionrec.fusion",
+    "ProductIndex": "fusionrec.search",
     "available_detectors": "fusionrec.traditional",
     "evaluate": "fusionrec.evaluation",
 }

@@ -1,0 +1,302 @@
+"""ProductIndex: find the catalogue items most similar to a photo ("search by photo")."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import RUN_CONSTRAINTS, InstanceOf, Integer, Options, validate_params
+from ..deep import CNNEmbedder
+from ..fusion.classifier import BRANCHES
+from ..fusion.features import BRANCH_NAMES, check_images, make_branches, normalise_blocks
+from ..traditional import BagOfVisualWords
+from .geometry import Keypoints, count_inliers
+from .results import Matches
+from .vectors import l2_normalise, top_k
+
+RERANKS = (None, "ransac")
+RERANK_KEYPOINTS = 500  # strongest keypoints kept per catalogue photo for re-ranking
+
+
+class ProductIndex(BaseEstimator):
+    """Search a catalogue of product photos by photo, optionally re-ranked by geometry.
+
+    ``fit`` extracts each catalogue photo's features with the chosen branch
+    (the same extractors as :class:`fusionrec.FusedClassifier`) and keeps them;
+    ``query`` returns, per query photo, the ``k`` items with the most similar
+    features (exact cosine similarity). With ``rerank="ransac"``, the best
+    ``rerank_depth`` candidates are then re-ordered by how many keypoint
+    matches one homography explains, which separates the very product from
+    look-alikes; catalogue keypoints are computed once, in ``fit`` and ``add``.
+
+    Parameters
+    ----------
+    branch : {"deep", "traditional", "fused"}, default="deep"
+        Which features to compare.
+    traditional : BagOfVisualWords or None, default=None
+        ``None``: RootSIFT Fisher vectors (64 words on 64 PCA dimensions),
+        fitted on the catalogue photos given to ``fit``.
+    deep : CNNEmbedder or None, default=None
+        ``None``: ImageNet EfficientNet-Lite0 (weights bundled).
+    weights : tuple of two floats, default=(1.0, 1.0)
+        Weights of the traditional and deep blocks (``branch="fused"`` only).
+    rerank : {None, "ransac"}, default=None
+        Re-rank the best candidates by geometrically verified keypoint matches.
+    rerank_depth : int, default=20
+        How many candidates per query are re-ranked.
+    rerank_detector : str, default="rootsift"
+        Keypoints used for re-ranking (a detector of
+        :func:`fusionrec.available_detectors`).
+    memory : str, path, joblib.Memory or None, default=None
+        Cache each photo's features on disk (see :class:`fusionrec.FusedClassifier`).
+    on_error : {"raise", "warn", "skip"}, default="raise"
+        Unreadable catalogue photos are left out of the index (their ids are
+        in ``skipped_ids_``); an unreadable query gets ``None`` instead of matches.
+    n_jobs : int or None, default=None
+        Workers for keypoint extraction.
+    random_state : int or None, default=None
+        Seeds the default traditional branch's vocabulary.
+    verbose : int, default=0
+        Show progress bars when positive.
+
+    Attributes
+    ----------
+    ids_ : ndarray of shape (n_items,), object
+        The ids of the indexed items, in index order.
+    vectors_ : ndarray of shape (n_items, n_features), float32
+        Their L2-normalised features.
+    keypoints_ : list of Keypoints or None
+        Their keypoints for re-ranking (``None`` without ``rerank``).
+    branches_ : dict
+        The fitted feature extractors, by branch name.
+    skipped_ids_ : ndarray
+        Ids of the photos the last ``fit`` or ``add`` could not read.
+
+    See Also
+    --------
+    fusionrec.search.Matches : what ``query`` returns per photo.
+
+    Notes
+    -----
+    Exact search reads every item's features once per query block: about 5 MiB
+    per 1,000 items with the default 1,280-wide embeddings, which stays fast
+    to about 10^5 items (docs/benchmarks.md has the measured latencies).
+
+    Examples
+    --------
+    >>> from fusionrec import ProductIndex
+    >>> from fusionrec.datasets import load_demo_products
+    >>> demo = load_demo_products()
+    >>> index = ProductIndex().fit(demo.data[1:], ids=demo.data[1:])
+    >>> [matches] = index.query(demo.data[:1], k=3)
+    >>> len(matches), bool(matches.scores[0] >= matches.scores[-1])
+    (3, True)
+    """
+
+    _parameter_constraints: dict = {  # noqa: RUF012
+        "branch": (Options(BRANCHES),),
+        "traditional": (Options((None,)), InstanceOf((BagOfVisualWords,), "a BagOfVisualWords")),
+        "deep": (Options((None,)), InstanceOf((CNNEmbedder,), "a CNNEmbedder")),
+        "weights": (InstanceOf((tuple, list), "a pair of weights"),),
+        "rerank": (Options(RERANKS),),
+        "rerank_depth": (Integer(1),),
+        "rerank_detector": (InstanceOf((str,), "a detector name"),),
+        **RUN_CONSTRAINTS,
+    }
+
+    def __init__(
+        self,
+        branch: str = "deep",
+        *,
+        traditional: BagOfVisualWords | None = None,
+        deep: CNNEmbedder | None = None,
+        weights: tuple[float, float] = (1.0, 1.0),
+        rerank: str | None = None,
+        rerank_depth: int = 20,
+        rerank_detector: str = "rootsift",
+        memory: Any = None,
+        on_error: str = "raise",
+        n_jobs: int | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.branch = branch
+        self.traditional = traditional
+        self.deep = deep
+        self.weights = weights
+        self.rerank = rerank
+        self.rerank_depth = rerank_depth
+        self.rerank_detector = rerank_detector
+        self.memory = memory
+        self.on_error = on_error
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X: Any, ids: Any = None) -> ProductIndex:
+        """Index the catalogue photos ``X`` under ``ids``.
+
+        Parameters
+        ----------
+        X : sequence of images
+        ids : sequence of hashable, or None
+            One unique id per photo (a SKU, a path, ...); ``None``: ``0..n-1``.
+
+        Returns
+        -------
+        self : ProductIndex
+        """
+        validate_params(self, self._parameter_constraints)
+        images = check_images(X)
+        ids = _new_ids(np.arange(len(images)) if ids is None else ids, len(images), ())
+        names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)
+        self.branches_ = make_branches(self, names)
+        blocks = [branch.fit_transform(images) for branch in self.branches_.values()]
+        vectors = self._combine(blocks)
+        self.ids_ = np.empty(0, dtype=object)
+        self.vectors_ = np.empty((0, vectors.shape[1]), dtype=np.float32)
+        self.keypoints_ = [] if self.rerank else None
+        self._append(images, ids, vectors)
+        return self
+
+    def add(self, X: Any, ids: Any) -> ProductIndex:
+        """Add photos under new ids, with the extractors fitted in ``fit``.
+
+        Raises
+        ------
+        ValueError
+            If an id is repeated or already in the index.
+        """
+        check_is_fitted(self, "vectors_")
+        images = check_images(X)
+        ids = _new_ids(ids, len(images), self.ids_)
+        self._append(images, ids, self._features(images))
+        return self
+
+    def remove(self, ids: Any) -> ProductIndex:
+        """Remove the items with these ids.
+
+        Raises
+        ------
+        KeyError
+            Naming every id that is not in the index; nothing is removed then.
+        """
+        check_is_fitted(self, "vectors_")
+        doomed = set(_as_id_array(ids).tolist())
+        unknown = sorted(doomed - set(self.ids_.tolist()), key=str)
+        if unknown:
+            raise KeyError(f"not in the index: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+        keep = np.array([item not in doomed for item in self.ids_.tolist()], dtype=bool)
+        self.ids_, self.vectors_ = self.ids_[keep], self.vectors_[keep]
+        if self.keypoints_ is not None:
+            self.keypoints_ = [self.keypoints_[i] for i in np.flatnonzero(keep)]
+        return self
+
+    def query(self, X: Any, k: int = 10) -> list[Matches | None]:
+        """The ``k`` best matches of each query photo.
+
+        Parameters
+        ----------
+        X : sequence of images
+        k : int, default=10
+            Matches per query; clipped to the number of items in the index.
+
+        Returns
+        -------
+        list of Matches or None
+            One entry per query photo, in order; ``None`` for a photo that
+            ``on_error`` dropped.
+        """
+        check_is_fitted(self, "vectors_")
+        if not Integer(1)(k):
+            raise ValueError(f"k must be a positive int; got {k!r}")
+        if len(self.ids_) == 0:
+            raise ValueError("the index is empty: add photos before querying it")
+        if self.rerank and self.keypoints_ is None:
+            raise ValueError("rerank='ransac' needs keypoints kept at fit: refit with it set")
+        images = check_images(X)
+        vectors = self._features(images)
+        readable = np.flatnonzero(~np.isnan(vectors).any(axis=1))
+        k = min(k, len(self.ids_))
+        depth = max(k, min(self.rerank_depth, len(self.ids_))) if self.rerank else k
+        indices, scores = top_k(vectors[readable], self.vectors_, depth)
+        results: list[Matches | None] = [None] * len(images)
+        if self.rerank:
+            described = self._keypoints([images[i] for i in readable])
+            for row, (position, keypoints) in enumerate(zip(readable, described, strict=True)):
+                results[position] = self._reranked(keypoints, indices[row], scores[row], k)
+        else:
+            for row, position in enumerate(readable):
+                results[position] = Matches(self.ids_[indices[row]], scores[row])
+        return results
+
+    def _features(self, images: Sequence) -> np.ndarray:
+        return self._combine(
+            [branch.transform(images, self.on_error) for branch in self.branches_.values()]
+        )
+
+    def _combine(self, blocks: list[np.ndarray]) -> np.ndarray:
+        weights = self.weights if len(blocks) == 2 else (1.0,)
+        return l2_normalise(normalise_blocks(blocks, weights))
+
+    def _append(self, images: Sequence, ids: np.ndarray, vectors: np.ndarray) -> None:
+        readable = ~np.isnan(vectors).any(axis=1)
+        self.skipped_ids_ = ids[~readable]
+        self.ids_ = np.concatenate([self.ids_, ids[readable]])
+        self.vectors_ = np.vstack([self.vectors_, vectors[readable]])
+        if self.keypoints_ is not None:
+            self.keypoints_ += self._keypoints([images[i] for i in np.flatnonzero(readable)])
+
+    def _keypoints(self, images: list) -> list[Keypoints]:
+        describer = BagOfVisualWords(
+            self.rerank_detector,
+            max_keypoints=RERANK_KEYPOINTS,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+        )
+        return [Keypoints.from_pair(*pair) for pair in describer.describe(images)]
+
+    def _reranked(
+        self, keypoints: Keypoints, candidates: np.ndarray, scores: np.ndarray, k: int
+    ) -> Matches:
+        """Re-order candidates by verified keypoint matches; keep the best ``k``."""
+        descriptors = keypoints.descriptors()
+        inliers = np.array(
+            [
+                count_inliers(keypoints, self.keypoints_[item], query_descriptors=descriptors)
+                for item in candidates
+            ]
+        )
+        order = np.lexsort((-scores, -inliers))[:k]
+        return Matches(self.ids_[candidates[order]], scores[order], inliers[order])
+
+
+def _as_id_array(ids: Any) -> np.ndarray:
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+        raise TypeError(f"ids must be a sequence of ids; got {type(ids).__name__}")
+    array = np.empty(len(ids), dtype=object)
+    array[:] = list(ids.tolist() if isinstance(ids, np.ndarray) else ids)
+    return array
+
+
+def _new_ids(ids: Any, n_images: int, existing: np.ndarray | tuple) -> np.ndarray:
+    """Check ids for new photos: one per photo, unique, hashable, none already indexed."""
+    array = _as_id_array(ids)
+    if len(array) != n_images:
+        raise ValueError(f"got {len(array)} ids for {n_images} photos; need one id per photo")
+    try:
+        counts = Counter(array.tolist())
+    except TypeError as error:
+        raise TypeError(f"ids must be hashable (str, int, ...): {error}") from None
+    repeated = [item for item, count in counts.items() if count > 1]
+    if repeated:
+        raise ValueError(f"ids must be unique; repeated: {repeated[:10]}")
+    clashing = sorted(set(counts) & set(np.asarray(existing, dtype=object).tolist()), key=str)
+    if clashing:
+        raise ValueError(f"ids already in the index: {clashing[:10]}; remove them first")
+    return array
