@@ -46,6 +46,22 @@ class Integer:
 
 
 @dataclass(frozen=True)
+class Real:
+    """A real number (not a bool) in ``(low, high]``."""
+
+    low: float
+    high: float
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        return self.low < value <= self.high
+
+    def __str__(self) -> str:
+        return f"a number in ({self.low}, {self.high}]"
+
+
+@dataclass(frozen=True)
 class InstanceOf:
     """An instance of one of the given types."""
 

