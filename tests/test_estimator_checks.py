@@ -11,7 +11,7 @@ own test module.
 import pytest
 from sklearn.utils import estimator_checks
 
-from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, FusedFeatures
+from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, FusedFeatures, ProductIndex
 
 DATA_FREE_CHECKS = [
     estimator_checks.check_estimator_cloneable,
@@ -24,7 +24,13 @@ DATA_FREE_CHECKS = [
     estimator_checks.check_mixin_order,
     estimator_checks.check_estimators_unfitted,
 ]
-ESTIMATORS = [BagOfVisualWords(), CNNEmbedder(), FusedFeatures(), FusedClassifier()]
+ESTIMATORS = [
+    BagOfVisualWords(),
+    CNNEmbedder(),
+    FusedFeatures(),
+    FusedClassifier(),
+    ProductIndex(),
+]
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda estimator: type(estimator).__name__)

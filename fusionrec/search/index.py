@@ -235,6 +235,11 @@ class ProductIndex(BaseEstimator):
                 results[position] = Matches(self.ids_[indices[row]], scores[row])
         return results
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        return tags
+
     def _features(self, images: Sequence) -> np.ndarray:
         return self._combine(
             [branch.transform(images, self.on_error) for branch in self.branches_.values()]
