@@ -3,20 +3,21 @@
 Every fusionrec estimator takes ``on_error`` with one of three values:
 
 ``"raise"`` (default)
-    The first unreadable input raises :class:`ImageReadError`, which names the
-    input's position in ``X``, what it was (a path, an array's shape, a type) and
-    why it could not be read.
+    The first unreadable input raises :class:`~fusionrec.images.ImageReadError`,
+    which names the input's position in ``X``, what it was (a path, an array's
+    shape, a type) and why it could not be read.
 ``"warn"``
-    Unreadable inputs are dropped and one :class:`UnreadableImageWarning` lists
-    every one of them, with its position and reason.
+    Unreadable inputs are dropped and one
+    :class:`~fusionrec.images.UnreadableImageWarning` lists every one of them,
+    with its position and reason.
 ``"skip"``
     As ``"warn"``, without the warning.
 
 Dropping never shifts rows. Outputs aligned with ``X`` keep one row per input:
 a transformer gives an all-NaN row for each dropped image (find them with
-:func:`unreadable_rows`), so a later step can never pair features with the
-wrong label. Estimators that receive labels or ids alongside the images drop
-those together with the images and record the dropped positions.
+:func:`~fusionrec.images.unreadable_rows`), so a later step can never pair
+features with the wrong label. Estimators that receive labels or ids alongside
+the images drop those together with the images and record the dropped positions.
 """
 
 from __future__ import annotations

@@ -49,7 +49,9 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         vectors. scikit-learn's ``KMeans`` learns up to 256 words,
         ``MiniBatchKMeans`` more.
     encoding : {"bovw", "vlad", "fisher"}, default="bovw"
-        How descriptors become one vector (see :mod:`.codebook`).
+        How descriptors become one vector: a histogram of visual words
+        (``n_words`` values), VLAD residuals (``n_words`` x descriptor length),
+        or an improved Fisher vector (twice that).
     max_side : int or None, default=512
         Photos are shrunk so that their longer side is at most this many
         pixels before detection, which bounds the cost per photo.
@@ -260,7 +262,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_images, n_features_out_), float32
+        ndarray of shape (n_images, ``n_features_out_``), float32
             One row per photo; all-NaN rows mark photos dropped by ``on_error``.
         """
         check_is_fitted(self, "codebook_")
