@@ -21,6 +21,7 @@ from .vectors import l2_normalise, top_k
 
 RERANKS = (None, "ransac")
 RERANK_KEYPOINTS = 500  # strongest keypoints kept per catalogue photo for re-ranking
+INLIER_WEIGHT = 0.01  # re-ranking score per verified match, added to the cosine similarity
 
 
 class ProductIndex(BaseEstimator):
@@ -223,7 +224,7 @@ class ProductIndex(BaseEstimator):
         vectors = self._features(images)
         readable = np.flatnonzero(~np.isnan(vectors).any(axis=1))
         k = min(k, len(self.ids_))
-        depth = max(k, min(self.rerank_depth, len(self.ids_))) if self.rerank else k
+        depth = min(max(k, self.rerank_depth), len(self.ids_)) if self.rerank else k
         indices, scores = top_k(vectors[readable], self.vectors_, depth)
         results: list[Matches | None] = [None] * len(images)
         if self.rerank:
@@ -269,15 +270,20 @@ class ProductIndex(BaseEstimator):
     def _reranked(
         self, keypoints: Keypoints, candidates: np.ndarray, scores: np.ndarray, k: int
     ) -> Matches:
-        """Re-order candidates by verified keypoint matches; keep the best ``k``."""
+        """Re-order the best ``rerank_depth`` candidates by verified matches; keep ``k``.
+
+        Each of them scores its cosine similarity plus ``INLIER_WEIGHT`` per
+        inlier; candidates beyond the depth keep their cosine order after them.
+        """
+        head = min(self.rerank_depth, len(candidates))
         descriptors = keypoints.descriptors()
-        inliers = np.array(
-            [
-                count_inliers(keypoints, self.keypoints_[item], query_descriptors=descriptors)
-                for item in candidates
-            ]
-        )
-        order = np.lexsort((-scores, -inliers))[:k]
+        inliers = np.zeros(len(candidates), dtype=np.int64)
+        inliers[:head] = [
+            count_inliers(keypoints, self.keypoints_[item], query_descriptors=descriptors)
+            for item in candidates[:head]
+        ]
+        verified = scores[:head] + INLIER_WEIGHT * inliers[:head]
+        order = np.r_[np.argsort(-verified, kind="stable"), np.arange(head, len(candidates))][:k]
         return Matches(self.ids_[candidates[order]], scores[order], inliers[order])
 
 

@@ -1,0 +1,134 @@
+"""Benchmarks of search by photo (ProductIndex) on the Grocery Store photos.
+
+    python benchmarks/search.py recall    # train split as catalogue, test photos as queries
+    python benchmarks/search.py latency   # query latency and index memory, 2,640 and 100,000 items
+
+A query "hits" when a returned catalogue photo shows the query's product (fine label).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_ROOT, load_split, peak_rss_mib
+
+from fusionrec import CNNEmbedder, ProductIndex
+from fusionrec.search.vectors import l2_normalise
+
+
+def ranking_metrics(hits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Recall@1, recall@5, mAP, and mAP averaged by class, from full rankings.
+
+    ``hits[i, j]`` says whether the ``j``-th item returned for query ``i`` shows
+    the query's product; ``labels`` are the queries' products.
+    """
+    ranks = np.arange(1, hits.shape[1] + 1)
+    precision_at_hits = np.cumsum(hits, axis=1) / ranks * hits
+    average_precision = precision_at_hits.sum(axis=1) / np.maximum(hits.sum(axis=1), 1)
+    by_class = [average_precision[labels == label].mean() for label in np.unique(labels)]
+    return {
+        "recall@1": hits[:, 0].mean(),
+        "recall@5": hits[:, :5].any(axis=1).mean(),
+        "mAP": average_precision.mean(),
+        "mAP by class": float(np.mean(by_class)),
+    }
+
+
+def deep_branch(crop_fraction: float | None) -> CNNEmbedder | None:
+    return None if crop_fraction is None else CNNEmbedder(crop_fraction=crop_fraction)
+
+
+def recall(root: Path, cache: Path, split: str, crop_fraction: float | None, depth: int) -> None:
+    catalogue, catalogue_labels = load_split(root, "train")
+    queries, query_labels = load_split(root, split)
+    index = ProductIndex(
+        deep=deep_branch(crop_fraction), rerank="ransac", rerank_depth=depth, memory=cache, n_jobs=2
+    )
+    started = time.perf_counter()
+    index.fit(catalogue)
+    print(
+        f"catalogue: {len(catalogue)} training photos ({time.perf_counter() - started:.0f} s "
+        f"to index); queries: {len(queries)} {split} photos; fine labels"
+    )
+    for rerank in (None, "ransac"):
+        started = time.perf_counter()
+        results = index.set_params(rerank=rerank).query(queries, k=len(catalogue))
+        seconds = time.perf_counter() - started
+        ranked = np.stack([catalogue_labels[matches.ids.astype(int)] for matches in results])
+        metrics = ranking_metrics(ranked == query_labels[:, None], query_labels)
+        shown = "  ".join(f"{name} {value:.3f}" for name, value in metrics.items())
+        name = f"re-ranked (top {depth})" if rerank else "cosine only"
+        print(f"  {name:20} {shown}  ({1000 * seconds / len(queries):.0f} ms a query)")
+
+
+def latencies(index: ProductIndex, photos: np.ndarray) -> str:
+    timings = []
+    for photo in photos:
+        started = time.perf_counter()
+        index.query([photo], k=10)
+        timings.append(time.perf_counter() - started)
+    median, p95 = np.percentile(timings, [50, 95]) * 1000
+    return f"median {median:.1f} ms, p95 {p95:.1f} ms"
+
+
+def grown_to(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
+    """The index padded with random unit vectors to ``n_items`` (search cost only)."""
+    extra = n_items - len(index.ids_)
+    rng = np.random.default_rng(seed)
+    padding = l2_normalise(rng.standard_normal((extra, index.vectors_.shape[1]), np.float32))
+    index.vectors_ = np.vstack([index.vectors_, padding])
+    index.ids_ = np.concatenate([index.ids_, np.array([f"synthetic-{i}" for i in range(extra)])])
+    return index
+
+
+def latency(root: Path, cache: Path, n_queries: int, crop_fraction: float | None) -> None:
+    catalogue, _ = load_split(root, "train")
+    queries = load_split(root, "test")[0][:n_queries]
+    index = ProductIndex(deep=deep_branch(crop_fraction), rerank="ransac", memory=cache, n_jobs=2)
+    index.fit(catalogue)
+    index.query(queries[:3])  # warm up: ONNX export, thread pools
+    keypoint_bytes = sum(keypoints.nbytes for keypoints in index.keypoints_)
+    print(f"{n_queries} test photos queried one at a time, k=10")
+    print(
+        f"  {len(index.ids_):,} items: vectors {index.vectors_.nbytes / 2**20:.1f} MiB, "
+        f"re-ranking keypoints {keypoint_bytes / 2**20:.1f} MiB"
+    )
+    print(f"    cosine only:       {latencies(index.set_params(rerank=None), queries)}")
+    print(f"    re-ranked top 20:  {latencies(index.set_params(rerank='ransac'), queries)}")
+    rss_before = peak_rss_mib()
+    grown = grown_to(index.set_params(rerank=None), 100_000)
+    print(
+        f"  {len(grown.ids_):,} items (2,640 real + random unit vectors): vectors "
+        f"{grown.vectors_.nbytes / 2**20:.1f} MiB; peak RSS {rss_before:.0f} -> "
+        f"{peak_rss_mib():.0f} MiB"
+    )
+    print(f"    cosine only:       {latencies(grown, queries)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=["recall", "latency"])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
+    )
+    parser.add_argument("--split", default="test", choices=["val", "test"])
+    parser.add_argument("--depth", type=int, default=20, help="candidates re-ranked per query")
+    parser.add_argument("--crop-fraction", type=float, default=None)
+    parser.add_argument("-n", "--n-queries", type=int, default=200)
+    args = parser.parse_args()
+    if args.part == "recall":
+        recall(args.root, args.cache, args.split, args.crop_fraction, args.depth)
+    else:
+        latency(args.root, args.cache, args.n_queries, args.crop_fraction)
+
+
+if __name__ == "__main__":
+    main()
