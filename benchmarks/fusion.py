@@ -30,12 +30,18 @@ SETTINGS = [("traditional", "early"), ("deep", "early"), ("fused", "early"), ("f
 
 def accuracy(root: Path, cache: Path) -> None:
     train, y_train = load_split(root, "train")
+    val, y_val = load_split(root, "val")
     test, y_test = load_split(root, "test")
-    print(f"fit on {len(train)} training photos, scored on {len(test)} test photos, fine labels")
+    print(
+        f"fit on {len(train)} training photos, scored on {len(val)} val and {len(test)} test "
+        "photos, fine labels"
+    )
     for branch, fusion in SETTINGS:
         started = time.perf_counter()
         model = FusedClassifier(branch, fusion, memory=cache, n_jobs=2, random_state=0)
-        predicted = model.fit(train, y_train).predict(test)
+        model.fit(train, y_train)
+        val_score = model.score(val, y_val)
+        predicted = model.predict(test)
         seconds = time.perf_counter() - started
         score = np.mean(predicted == y_test)
         macro_f1 = f1_score(y_test, predicted, average="macro")
@@ -46,7 +52,8 @@ def accuracy(root: Path, cache: Path) -> None:
             else ""
         )
         print(
-            f"  {name:14} accuracy {score:.3f}  macro F1 {macro_f1:.3f}  ({seconds:.0f} s{extra})"
+            f"  {name:14} val {val_score:.3f}  test accuracy {score:.3f}  macro F1 {macro_f1:.3f}"
+            f"  ({seconds:.0f} s{extra})"
         )
 
 

@@ -4,6 +4,7 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.svm import LinearSVC
 
@@ -124,12 +125,46 @@ def test_skip_drops_photos_with_their_labels(split, memory):
         ({"branch": "both"}, "branch must be one of"),
         ({"fusion": "middle"}, "fusion must be one of"),
         ({"deep": "lite0"}, "deep must be None or a CNNEmbedder"),
+        ({"weights": 1.0}, "weights must be a pair of weights"),
+        ({"weights": (1.0,)}, "two non-negative numbers"),
+        ({"weights": (1.0, -0.5)}, "two non-negative numbers"),
+        ({"weights": ("a", 1.0)}, "two non-negative numbers"),
     ],
 )
 def test_bad_parameters_are_named(split, params, fragment):
     train, _, y_train, _ = split
     with pytest.raises(ValueError, match=fragment):
         FusedClassifier(**params).fit(train, y_train)
+
+
+def test_default_deep_branch_crops_tighter_than_the_weights(split, memory):
+    train, _, y_train, _ = split
+    fitted = model(memory, branch="deep").fit(train[:20], y_train[:20])
+    assert fitted.branches_["deep"].fitted_.preprocessing_.resize == 299  # 224 / 0.75
+    assert CNNEmbedder().fit(train[:1]).preprocessing_.resize == 256  # the weights' own 0.875
+
+
+@pytest.mark.parametrize("weights", [(0.5, 1.0), (2.0, 1.0)])
+def test_early_fusion_weights_the_blocks_as_fused_features_do(split, memory, weights):
+    train, test, y_train, _ = split
+    fitted = model(memory, weights=weights).fit(train, y_train)
+    features = FusedFeatures(traditional=SMALL_TRADITIONAL, weights=weights, memory=memory)
+    expected = LogisticRegression(C=10.0, max_iter=3000).fit(
+        features.fit_transform(train), fitted._encoder.transform(y_train)
+    )
+    np.testing.assert_allclose(
+        fitted.decision_function(test[:5]),
+        expected.decision_function(features.transform(test[:5])),
+        atol=1e-4,
+    )
+
+
+def test_default_weights_shorten_the_traditional_block(demo, memory):
+    fused = FusedFeatures(traditional=SMALL_TRADITIONAL, memory=memory)
+    features = fused.fit_transform(demo.data[::10])
+    width = fused.branches_["traditional"].fitted_.n_features_out_
+    np.testing.assert_allclose(np.linalg.norm(features[:, :width], axis=1), 0.5, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(features[:, width:], axis=1), 1.0, rtol=1e-5)
 
 
 def test_labels_must_match_the_photos(split):

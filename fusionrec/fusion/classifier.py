@@ -17,7 +17,14 @@ from .._parallel import single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
 from ..deep import CNNEmbedder
 from ..traditional import BagOfVisualWords
-from .features import BRANCH_NAMES, check_images, make_branches, normalise_blocks
+from .features import (
+    BRANCH_NAMES,
+    DEFAULT_WEIGHTS,
+    check_images,
+    check_weights,
+    make_branches,
+    normalise_blocks,
+)
 
 BRANCHES = ("traditional", "deep", "fused")
 FUSIONS = ("early", "late")
@@ -47,7 +54,8 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
     traditional : BagOfVisualWords or None, default=None
         ``None``: RootSIFT Fisher vectors (64 words on 64 PCA dimensions).
     deep : CNNEmbedder or None, default=None
-        ``None``: ImageNet EfficientNet-Lite0 (weights bundled).
+        ``None``: ImageNet EfficientNet-Lite0 (weights bundled), centre crop
+        keeping 0.75 of the shorter side.
     classifier : scikit-learn classifier or None, default=None
         Cloned for each use; ``None``: ``LogisticRegression(C=10)``. Late
         fusion calibrates one without ``predict_proba``.
@@ -63,6 +71,9 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         cross-validation.
     random_state : int or None, default=None
     verbose : int, default=0
+    weights : tuple of two floats, default=(0.5, 1.0)
+        Early fusion: length of each block per photo (traditional, deep)
+        after normalisation, as in ``FusedFeatures``.
 
     Attributes
     ----------
@@ -92,6 +103,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         "fusion": (Options(FUSIONS),),
         "traditional": (Options((None,)), InstanceOf((BagOfVisualWords,), "a BagOfVisualWords")),
         "deep": (Options((None,)), InstanceOf((CNNEmbedder,), "a CNNEmbedder")),
+        "weights": (InstanceOf((tuple, list), "a pair of weights"),),
         **RUN_CONSTRAINTS,
     }
 
@@ -107,6 +119,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         random_state: Any = None,
         verbose: int = 0,
+        weights: tuple[float, float] = DEFAULT_WEIGHTS,
     ) -> None:
         self.branch = branch
         self.fusion = fusion
@@ -118,6 +131,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.weights = weights
 
     def _branch_names(self) -> tuple[str, ...]:
         return BRANCH_NAMES if self.branch == "fused" else (self.branch,)
@@ -139,6 +153,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         self : FusedClassifier
         """
         validate_params(self, self._parameter_constraints)
+        check_weights(self.weights)
         images = check_images(X)
         labels = column_or_1d(np.asarray(y, dtype=object if _has_strings(y) else None))
         if len(labels) != len(images):
@@ -157,9 +172,13 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
             if self._is_late():
                 self._fit_late(kept, target)
             else:
-                features = normalise_blocks(list(kept.values()), [1.0] * len(kept))
+                features = self._early_features(list(kept.values()))
                 self.classifiers_ = {"fused": self._new_classifier().fit(features, target)}
         return self
+
+    def _early_features(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """One row per photo: the blocks normalised, weighted by ``weights`` when both are used."""
+        return normalise_blocks(blocks, self.weights if len(blocks) == 2 else [1.0])
 
     def _new_classifier(self, probabilities: bool = False):
         classifier = clone(self.classifier) if self.classifier is not None else default_classifier()
@@ -209,7 +228,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
             ]
             combined = self.late_weight_ * parts[0] + (1 - self.late_weight_) * parts[1]
         else:
-            features = normalise_blocks(list(kept.values()), [1.0] * len(kept))
+            features = self._early_features(list(kept.values()))
             combined = _log_proba(self.classifiers_["fused"], features)
         return combined - _log_sum_exp(combined)
 
@@ -238,7 +257,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "classifiers_")
         images = check_images(X)
         blocks = [branch.transform(images, self.on_error) for branch in self.branches_.values()]
-        features = normalise_blocks(blocks, [1.0] * len(blocks))
+        features = self._early_features(blocks)
         with single_threaded_blas():
             return self.classifiers_["fused"].decision_function(features)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from ..traditional import BagOfVisualWords
 from .branches import Branch
 
 BRANCH_NAMES = ("traditional", "deep")
+DEFAULT_WEIGHTS = (0.5, 1.0)
+"""Block lengths (traditional, deep) of early fusion, chosen on the Grocery Store val split."""
 
 
 def default_traditional(n_jobs: int | None, random_state: Any) -> BagOfVisualWords:
@@ -31,8 +34,20 @@ def default_traditional(n_jobs: int | None, random_state: Any) -> BagOfVisualWor
 
 
 def default_deep() -> CNNEmbedder:
-    """ImageNet EfficientNet-Lite0, whose weights ship with fusionrec."""
-    return CNNEmbedder()
+    """ImageNet EfficientNet-Lite0 (weights bundled), centre crop keeping 0.75 of the shorter side.
+
+    Chosen on the Grocery Store val split: the tighter crop scores better
+    than the weights' own 0.875 crop, at the same cost per photo.
+    """
+    return CNNEmbedder(crop_fraction=0.75)
+
+
+def check_weights(weights: Any) -> None:
+    """Raise ``ValueError`` unless ``weights`` holds two non-negative numbers."""
+    if len(weights) != 2 or not all(
+        isinstance(weight, numbers.Real) and weight >= 0 for weight in weights
+    ):
+        raise ValueError(f"weights must be two non-negative numbers; got {weights!r}")
 
 
 def normalise_blocks(blocks: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -85,9 +100,11 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
         The keypoint branch; ``None``: RootSIFT Fisher vectors (64 words on
         64 PCA dimensions).
     deep : CNNEmbedder or None, default=None
-        The CNN branch; ``None``: ImageNet EfficientNet-Lite0.
-    weights : tuple of two floats, default=(1.0, 1.0)
-        Length of each branch's block per photo after normalisation.
+        The CNN branch; ``None``: ImageNet EfficientNet-Lite0 with a centre
+        crop keeping 0.75 of the shorter side.
+    weights : tuple of two floats, default=(0.5, 1.0)
+        Length of each branch's block per photo (traditional, deep) after
+        normalisation.
     memory : str, path, joblib.Memory or None, default=None
         Cache each photo's keypoints and embeddings on disk, keyed by photo
         content and extractor settings, so refitting on overlapping photos
@@ -128,7 +145,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
         traditional: BagOfVisualWords | None = None,
         deep: CNNEmbedder | None = None,
         *,
-        weights: tuple[float, float] = (1.0, 1.0),
+        weights: tuple[float, float] = DEFAULT_WEIGHTS,
         memory: Any = None,
         on_error: str = "raise",
         n_jobs: int | None = None,
@@ -146,8 +163,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
 
     def _check(self) -> None:
         validate_params(self, self._parameter_constraints)
-        if len(self.weights) != 2 or min(self.weights) < 0:
-            raise ValueError(f"weights must be two non-negative numbers; got {self.weights!r}")
+        check_weights(self.weights)
 
     def fit(self, X: Any, y: Any = None) -> FusedFeatures:
         """Fit both branches on the photos."""
