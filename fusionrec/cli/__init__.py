@@ -1,0 +1,70 @@
+"""The ``fusionrec`` console script: one module per command, registered here.
+
+Each command module offers ``register(commands)``, which adds its sub-parser
+to ``commands`` and sets ``run``, the function that carries it out and returns
+the exit status. Adding a command is one new module and one entry in
+``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import demo, evaluate, info, predict, train
+from .errors import report_error
+
+COMMANDS = (info, demo, train, evaluate, predict)
+
+_EPILOG = """\
+quick start:
+  fusionrec demo                                 compare branches on the bundled photos
+  fusionrec train photos/ -o model.joblib        one sub-folder of photos per product
+  fusionrec evaluate model.joblib test-photos/ --report report/
+  fusionrec predict model.joblib new.jpg --top 3
+
+Run 'fusionrec COMMAND --help' for a command's options."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command, each registered by its module."""
+    parser = argparse.ArgumentParser(
+        prog="fusionrec",
+        description="Recognise products in photos with keypoint and CNN features.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fusionrec {__version__}")
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="on an error, show Python's full traceback instead of one line (for bug reports)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the console script; return its exit status.
+
+    Errors end the command with one line on stderr and status 1 (``--traceback``
+    re-raises them instead); usage errors end it with status 2, as argparse does.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"fusionrec {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.traceback:
+            raise
+        return report_error(args.command, error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

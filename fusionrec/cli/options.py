@@ -1,0 +1,179 @@
+"""Options several commands share: how features are extracted, and how runs report progress."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from ..traditional.codebook import ENCODINGS
+from ..traditional.detectors import DETECTORS
+
+# Exporting the CNN to ONNX costs one pause per run (26 s on two busy cores, where PyTorch
+# embedded 150 demo photos in 21 s and ONNX Runtime in 8 s): it pays off from about 300 photos.
+ONNX_FROM_PHOTOS = 300
+
+
+def add_feature_options(parser: argparse.ArgumentParser) -> None:
+    """Options that set up both branches' feature extractors.
+
+    The defaults are the fused classifier's: RootSIFT Fisher vectors (64 words on 64 PCA
+    dimensions) and ImageNet EfficientNet-Lite0 embeddings (weights bundled).
+    """
+    group = parser.add_argument_group("features")
+    group.add_argument(
+        "--detector",
+        choices=sorted(DETECTORS),
+        default="rootsift",
+        help="keypoint detector and descriptor of the traditional branch (default: %(default)s;"
+        " 'fusionrec info' lists what this OpenCV build has)",
+    )
+    group.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="fisher",
+        help="how a photo's keypoints become one vector (default: %(default)s)",
+    )
+    group.add_argument(
+        "--n-words",
+        type=at_least(2),
+        default=64,
+        metavar="N",
+        help="visual words in the vocabulary (default: %(default)s)",
+    )
+    group.add_argument(
+        "--pca",
+        type=at_least(0),
+        default=64,
+        metavar="N",
+        help="reduce descriptors to N dimensions before learning the vocabulary; 0: no PCA"
+        " (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-descriptors",
+        type=at_least(1),
+        default=200_000,
+        metavar="N",
+        help="learn the vocabulary from at most N descriptors, drawn evenly from the photos"
+        " (default: %(default)s)",
+    )
+    group.add_argument(
+        "--backbone",
+        default="efficientnet_lite0",
+        metavar="NAME",
+        help="CNN of the deep branch: efficientnet_lite0 (weights bundled, offline), or any"
+        " torchvision classification model such as resnet50 (default: %(default)s)",
+    )
+    group.add_argument(
+        "--weights",
+        default="default",
+        metavar="WEIGHTS",
+        help="the CNN's weights: 'default' (bundled, or torchvision's, downloaded once), 'none'"
+        " (random), a torchvision weight name, or a local state-dict file (default: %(default)s)",
+    )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--n-jobs`` and ``--seed``."""
+    group = parser.add_argument_group("run")
+    group.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="parallel workers for keypoint extraction (-1: all cores; default: one)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="random seed, so that a run repeats exactly (default: %(default)s)",
+    )
+
+
+def add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    """``-v/--verbose``: progress bars while features are extracted."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show progress bars while photos are read and features extracted",
+    )
+
+
+def extractors(args: argparse.Namespace, n_photos: int) -> dict[str, Any]:
+    """The ``traditional`` and ``deep`` extractors the feature options describe.
+
+    ``n_photos``, how many photos the run will extract features from, picks the CNN's runtime.
+    """
+    from .. import BagOfVisualWords, CNNEmbedder
+
+    weights = None if args.weights.lower() == "none" else args.weights
+    return {
+        "traditional": BagOfVisualWords(
+            args.detector,
+            n_words=args.n_words,
+            encoding=args.encoding,
+            pca_components=args.pca or None,
+            max_descriptors=args.max_descriptors,
+            n_jobs=args.n_jobs,
+            random_state=args.seed,
+        ),
+        "deep": CNNEmbedder(
+            args.backbone, weights, runtime=runtime_for(n_photos), random_state=args.seed
+        ),
+    }
+
+
+def build_classifier(args: argparse.Namespace, n_photos: int, **params: Any) -> Any:
+    """A ``FusedClassifier`` with the extractors, workers and seed the options give.
+
+    ``params`` sets the rest (``branch``, ``fusion``, ``memory``, ``on_error``, ``verbose``).
+    """
+    from .. import FusedClassifier
+
+    return FusedClassifier(
+        **extractors(args, n_photos), n_jobs=args.n_jobs, random_state=args.seed, **params
+    )
+
+
+def prepare_to_predict(model: Any, n_photos: int, verbose: bool) -> None:
+    """Set a fitted ``FusedClassifier``'s progress bars and CNN runtime for ``n_photos`` photos.
+
+    A fitted classifier keeps the settings its branches were fitted with, so they are set on
+    each branch's extractors.
+    """
+    from .. import CNNEmbedder
+
+    for branch in model.branches_.values():
+        for extractor in (branch.extractor, branch.fitted_):
+            extractor.set_params(verbose=int(verbose))
+            if isinstance(extractor, CNNEmbedder):
+                extractor.set_params(runtime=runtime_for(n_photos))
+
+
+def runtime_for(n_photos: int) -> str:
+    """PyTorch for a few photos; ONNX Runtime (where installed) from ``ONNX_FROM_PHOTOS`` on.
+
+    Examples
+    --------
+    >>> runtime_for(3), runtime_for(5000)
+    ('torch', 'auto')
+    """
+    return "auto" if n_photos >= ONNX_FROM_PHOTOS else "torch"
+
+
+def at_least(smallest: int) -> Callable[[str], int]:
+    """An argparse ``type`` that accepts whole numbers from ``smallest`` up."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"expected at least {smallest}; got {value}")
+        return value
+
+    return parse

@@ -1,0 +1,106 @@
+"""``fusionrec train FOLDER -o MODEL``: train a classifier on a folder of labelled photos."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import load_image_folder
+from . import model_file
+from .options import (
+    add_feature_options,
+    add_run_options,
+    add_verbose_option,
+    build_classifier,
+    prepare_to_predict,
+)
+
+BRANCHES = ("traditional", "deep", "fused")
+FUSIONS = ("early", "late")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``train`` to the console script."""
+    parser = commands.add_parser(
+        "train",
+        help="train a classifier on a folder of photos, one sub-folder per product",
+        description="Train a classifier on FOLDER, which holds one sub-folder of photos per"
+        " product (the sub-folder's name is the product's label), and save it to a model file"
+        " that 'fusionrec evaluate' and 'fusionrec predict' read.",
+        epilog="example: fusionrec train photos/ -o model.joblib --branch fused --fusion late",
+    )
+    parser.add_argument("folder", metavar="FOLDER", help="folder of product sub-folders")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="model.joblib",
+        metavar="MODEL",
+        help="model file to write (default: %(default)s). It is a pickle: share it only with"
+        " people who trust you",
+    )
+    parser.add_argument(
+        "--branch",
+        choices=BRANCHES,
+        default="fused",
+        help="features to classify by: keypoints, CNN embeddings, or both (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fusion",
+        choices=FUSIONS,
+        default="early",
+        help="with --branch fused: one classifier on both feature blocks (early) or one per"
+        " branch with their probabilities combined (late) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="an unreadable photo stops training (raise) or is left out and named (skip)"
+        " (default: %(default)s)",
+    )
+    add_feature_options(parser)
+    add_run_options(parser)
+    add_verbose_option(parser)
+    parser.set_defaults(run=run)
+
+
+def model_name(branch: str, fusion: str) -> str:
+    """``"traditional"``, ``"deep"``, ``"fused early"`` or ``"fused late"``."""
+    return f"fused {fusion}" if branch == "fused" else branch
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save the model, and say what was trained on what."""
+    photos = load_image_folder(args.folder)
+    labels = np.asarray(photos.target_names, dtype=object)[photos.target]
+    model = build_classifier(
+        args,
+        len(photos.data),
+        branch=args.branch,
+        fusion=args.fusion,
+        on_error=args.on_error,
+        verbose=int(args.verbose),
+    )
+    started = time.perf_counter()
+    model.fit(photos.data, labels)
+    seconds = time.perf_counter() - started
+    for position in model.dropped_indices_:
+        print(f"left out unreadable photo: {photos.data[position]}")
+    n_photos = len(photos.data) - len(model.dropped_indices_)
+    prepare_to_predict(model, len(photos.data), verbose=False)  # quiet unless asked
+    path = model_file.save(
+        model,
+        args.output,
+        folder=str(Path(args.folder).resolve()),
+        photos=n_photos,
+        products=list(model.classes_),
+    )
+    print(
+        f"trained a {model_name(args.branch, args.fusion)} classifier on {n_photos} photos of"
+        f" {len(model.classes_)} products in {seconds:.1f} s"
+    )
+    print(f"saved to {path}")
+    return 0
