@@ -228,3 +228,17 @@ def test_quantised_descriptors_stay_close_and_small():
     assert keypoints.nbytes == 100 * 128 + 100 * 2 * 4
     empty = Keypoints.from_pair(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
     assert count_inliers(empty, keypoints) == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"weights": (1.0, -1.0)}, "weights must be two non-negative numbers"),
+        ({"branch": "colour"}, "branch must be one of"),
+        ({"rerank": "sift"}, "rerank must be one of"),
+        ({"rerank_depth": 0}, "rerank_depth must be an int"),
+    ],
+)
+def test_bad_parameters_are_named_before_any_photo_is_read(params, message):
+    with pytest.raises(ValueError, match=message):
+        ProductIndex(**params).fit(["no-such-photo.jpg"])

@@ -13,7 +13,14 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Integer, Options, validate_params
 from ..deep import CNNEmbedder
 from ..fusion.classifier import BRANCHES
-from ..fusion.features import BRANCH_NAMES, check_images, make_branches, normalise_blocks
+from ..fusion.features import (
+    BRANCH_NAMES,
+    DEFAULT_WEIGHTS,
+    check_images,
+    check_weights,
+    make_branches,
+    normalise_blocks,
+)
 from ..traditional import BagOfVisualWords
 from .geometry import Keypoints, count_inliers
 from .results import Matches
@@ -44,8 +51,9 @@ class ProductIndex(BaseEstimator):
         fitted on the catalogue photos given to ``fit``.
     deep : CNNEmbedder or None, default=None
         ``None``: ImageNet EfficientNet-Lite0 (weights bundled).
-    weights : tuple of two floats, default=(1.0, 1.0)
-        Weights of the traditional and deep blocks (``branch="fused"`` only).
+    weights : tuple of two floats, default=(0.5, 1.0)
+        Lengths of the traditional and deep blocks (``branch="fused"`` only),
+        as in :class:`fusionrec.FusedClassifier`.
     rerank : {None, "ransac"}, default=None
         Re-rank the best candidates by geometrically verified keypoint matches.
     rerank_depth : int, default=20
@@ -116,7 +124,7 @@ class ProductIndex(BaseEstimator):
         *,
         traditional: BagOfVisualWords | None = None,
         deep: CNNEmbedder | None = None,
-        weights: tuple[float, float] = (1.0, 1.0),
+        weights: tuple[float, float] = DEFAULT_WEIGHTS,
         rerank: str | None = None,
         rerank_depth: int = 20,
         rerank_detector: str = "rootsift",
@@ -153,6 +161,7 @@ class ProductIndex(BaseEstimator):
         self : ProductIndex
         """
         validate_params(self, self._parameter_constraints)
+        check_weights(self.weights)
         images = check_images(X)
         ids = _new_ids(np.arange(len(images)) if ids is None else ids, len(images), ())
         names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)
