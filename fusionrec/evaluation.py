@@ -16,7 +16,27 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 class EvaluationReport:
     """Accuracy, macro and per-class precision, recall and F1, and the confusion matrix.
 
-    ``confusion[i][j]`` counts photos of ``labels[i]`` predicted as ``labels[j]``.
+    :func:`fusionrec.evaluate` makes it.
+
+    Attributes
+    ----------
+    accuracy : float
+        Fraction of photos whose prediction is their true label.
+    macro_precision : float
+        Precision averaged over the classes, each with the same weight.
+    macro_recall : float
+        Recall averaged over the classes, each with the same weight.
+    macro_f1 : float
+        F1 averaged over the classes, each with the same weight.
+    labels : list
+        The classes reported, in the order of ``confusion``'s rows and columns.
+    per_class : dict
+        Per label: ``{"precision", "recall", "f1", "support"}``, where support
+        counts the label's true photos.
+    confusion : list of list of int
+        ``confusion[i][j]`` counts photos of ``labels[i]`` predicted as ``labels[j]``.
+    n_photos : int
+        How many photos were scored.
     """
 
     accuracy: float

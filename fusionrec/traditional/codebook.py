@@ -39,7 +39,32 @@ _FULL_KMEANS_MAX_WORDS = 256
 
 @dataclass
 class Codebook:
-    """A learned vocabulary and how to encode with it."""
+    """A learned vocabulary and how to encode with it.
+
+    ``BagOfVisualWords.fit`` learns one and keeps it as ``codebook_``.
+
+    Attributes
+    ----------
+    encoding : {"bovw", "vlad", "fisher"}
+        How descriptors become one vector.
+    centers : ndarray of shape (n_words, n_dims)
+        The visual words: k-means centres, or the mixture's means for Fisher
+        vectors (in PCA space when there is a PCA).
+    spatial_pyramid : bool
+        Whether the four quadrants are encoded too.
+    power_norm : bool
+        Whether the signed square root is applied before L2 normalisation.
+    idf : ndarray of shape (n_words,) or None
+        Inverse document frequencies (``tfidf=True`` only).
+    pca_mean : ndarray of shape (n_input_dims,) or None
+        Mean of the descriptors, if they are reduced by PCA.
+    pca_components : ndarray of shape (n_dims, n_input_dims) or None
+        The PCA's axes, if any.
+    weights : ndarray of shape (n_words,) or None
+        The Gaussian mixture's weights (Fisher vectors only).
+    variances : ndarray of shape (n_words, n_dims) or None
+        The Gaussian mixture's diagonal variances (Fisher vectors only).
+    """
 
     encoding: str
     centers: np.ndarray
@@ -58,19 +83,23 @@ class Codebook:
 
     @property
     def n_words(self) -> int:
+        """Vocabulary size."""
         return self.centers.shape[0]
 
     @property
     def n_dims(self) -> int:
+        """Length of a descriptor after the PCA, if any."""
         return self.centers.shape[1]
 
     @property
     def region_length(self) -> int:
+        """Length of the encoding of one region (the image or a quadrant)."""
         per_word = {"bovw": 1, "vlad": self.n_dims, "fisher": 2 * self.n_dims}
         return self.n_words * per_word[self.encoding]
 
     @property
     def n_features(self) -> int:
+        """Length of the encoded vectors."""
         return self.region_length * (len(REGIONS) if self.spatial_pyramid else 1)
 
     def project(self, descriptors: np.ndarray) -> np.ndarray:
