@@ -32,6 +32,14 @@ def built(tmp_path_factory):
     return done, out
 
 
+def test_no_page_takes_a_name_sphinx_reserves():
+    """Sphinx writes its own genindex, modindex and search pages; a page so named is lost."""
+    taken = [
+        page.name for page in DOCS.glob("*.md") if page.stem in {"genindex", "modindex", "search"}
+    ]
+    assert taken == [], f"rename {taken}: Sphinx reserves these names for its own pages"
+
+
 def test_docs_build_without_warnings(built):
     done, _ = built
     assert done.returncode == 0, done.stderr
