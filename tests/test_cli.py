@@ -1,17 +1,72 @@
+"""The console script end to end, on a few demo photos, and its one-line errors."""
+
+import io
+import json
+import shutil
 import subprocess
 import sys
+from contextlib import redirect_stdout
+from pathlib import Path
 
+import joblib
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
-from fusionrec import __version__
-from fusionrec.cli import main
+from fusionrec import FusedClassifier, __version__
+from fusionrec.cli import COMMANDS, main
+from fusionrec.cli.demo import demo_split
+from fusionrec.cli.errors import CommandError
+from fusionrec.cli.model_file import load
+
+REPO = Path(__file__).resolve().parents[1]
+PRODUCTS = ("Banana", "Kiwi", "Oatly-Oat-Milk")
+TINY = ["--n-words", "4", "--pca", "8", "--max-descriptors", "2000"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_info_lists_versions_and_demo_classes(capsys):
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, demo):
+    """Training (6 photos a product, plus one broken file) and test (3 a product) folders."""
+    root = tmp_path_factory.mktemp("photos")
+    for product in PRODUCTS:
+        photos = demo.data[demo.target == demo.target_names.index(product)]
+        for part, chosen in (("train", photos[:6]), ("test", photos[6:9])):
+            (root / part / product).mkdir(parents=True)
+            for photo in chosen:
+                shutil.copy(photo, root / part / product)
+    (root / "train" / "Banana" / "broken.jpg").write_text("not a photo")
+    return root / "train", root / "test"
+
+
+@pytest.fixture(scope="module")
+def trained(folders, tmp_path_factory):
+    """A fused model trained by the CLI with unreadable photos skipped, and its output."""
+    path = tmp_path_factory.mktemp("model") / "model.joblib"
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = main(["train", str(folders[0]), "-o", str(path), "--on-error", "skip", *TINY])
+    assert status == 0
+    return path, out.getvalue()
+
+
+def _fails(capsys, argv):
+    """Run a command that must fail; return its one stderr line."""
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"fusionrec {argv[0]}: error: ")
+    return lines[0]
+
+
+def test_info_lists_versions_detectors_defaults_and_demo_classes(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert f"fusionrec {__version__}" in out
     assert "scikit-learn" in out
+    assert "rootsift" in out
+    assert "CNNEmbedder(" in out
     assert "Banana" in out
     assert "15 photos" in out
 
@@ -29,9 +84,201 @@ def test_unknown_command_exits_non_zero():
     assert exit_info.value.code == 2
 
 
-def test_module_entry_point_runs():
+HELP = {
+    "info": "keypoint detectors",
+    "demo": "--per-product",
+    "train": "--branch",
+    "evaluate": "--report",
+    "predict": "--top",
+}
+
+
+def test_help_covers_every_command(capsys):
+    assert {module.__name__.rsplit(".", 1)[1] for module in COMMANDS} == set(HELP)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(f"    {command} " in out for command in HELP)
+
+
+@pytest.mark.parametrize(("command", "phrase"), HELP.items())
+def test_every_command_has_help(command, phrase, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: fusionrec {command}")
+    assert phrase in out
+
+
+def test_option_values_are_checked_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "model.joblib", "photo.jpg", "--top", "0"])
+    assert exit_info.value.code == 2
+    assert "expected at least 1; got 0" in capsys.readouterr().err
+
+
+def test_demo_split_is_stratified_and_repeatable():
+    train, test, y_train, y_test = demo_split(0.3, seed=0, per_product=10)
+    assert len(train) == 70
+    assert len(test) == 30
+    assert set(np.unique(y_test, return_counts=True)[1]) == {3}
+    assert set(np.unique(y_train, return_counts=True)[1]) == {7}
+    assert not set(train) & set(test)
+    again = demo_split(0.3, seed=0, per_product=10)
+    assert list(again[1]) == list(test)
+    assert list(demo_split(0.3, seed=1, per_product=10)[1]) != list(test)
+
+
+def test_demo_compares_four_classifiers_and_writes_reports(tmp_path, capsys):
+    output = tmp_path / "demo"
+    argv = ["demo", "-o", str(output), "--per-product", "4", "--test-size", "0.5", *TINY]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "[4/4] fused late" in captured.err
+    assert "img" in captured.err  # the progress bars of feature extraction
+    summary = json.loads((output / "comparison.json").read_text())
+    lines = captured.out.splitlines()
+    for name in ("traditional", "deep", "fused early", "fused late"):
+        row = next(line for line in lines if line.startswith(f"{name} "))
+        scores = [float(value) for value in row[len(name) :].split()]
+        assert len(scores) == 6
+        assert all(0 <= score <= 1 for score in scores[:4])
+        folder = output / name.replace(" ", "-")
+        report = json.loads((folder / "report.json").read_text())
+        assert report["n_photos"] == 20
+        assert scores[0] == pytest.approx(report["accuracy"], abs=5e-4)
+        assert scores[3] == pytest.approx(report["macro_f1"], abs=5e-4)
+        assert summary[name]["accuracy"] == report["accuracy"]
+        assert (folder / "confusion_matrix.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_train_saves_a_model_that_names_the_products(trained, folders):
+    path, out = trained
+    model, about = load(path)
+    assert isinstance(model, FusedClassifier)
+    assert list(model.classes_) == list(PRODUCTS)
+    assert about["photos"] == 18
+    assert f"left out unreadable photo: {folders[0] / 'Banana' / 'broken.jpg'}" in out
+    assert "on 18 photos of 3 products" in out
+    plain = joblib.load(path)["model"]
+    photos = sorted(str(photo) for photo in folders[1].rglob("*.jpg"))
+    assert list(plain.predict(photos)) == list(model.predict(photos))
+
+
+def test_evaluate_prints_scores_and_writes_the_report(trained, folders, tmp_path, capsys):
+    report_dir = tmp_path / "report"
+    assert main(["evaluate", str(trained[0]), str(folders[1]), "--report", str(report_dir)]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["n_photos"] == 9
+    assert f"accuracy         {report['accuracy']:.3f}" in out
+    assert f"macro F1         {report['macro_f1']:.3f}" in out
+    for product in PRODUCTS:
+        assert any(line.startswith(product) for line in out.splitlines())
+    assert (report_dir / "confusion_matrix.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_predict_prints_label_and_probability_per_image(trained, folders, capsys):
+    photos = sorted(str(photo) for photo in folders[1].rglob("*.jpg"))[:4]
+    assert main(["predict", str(trained[0]), *photos]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = load(trained[0])[0].predict(photos)
+    assert len(lines) == len(photos)
+    for line, photo, label in zip(lines, photos, expected, strict=True):
+        image, predicted, probability = line.split()
+        assert (image, predicted) == (photo, label)
+        assert 1 / len(PRODUCTS) <= float(probability) <= 1
+
+
+def test_predict_json_with_top_k(trained, folders, capsys):
+    photos = sorted(str(photo) for photo in folders[1].rglob("*.jpg"))[:2]
+    assert main(["predict", str(trained[0]), *photos, "--top", "5", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [result["image"] for result in results] == photos
+    for result in results:
+        predictions = result["predictions"]
+        assert sorted(p["label"] for p in predictions) == sorted(PRODUCTS)  # K capped at 3
+        probabilities = [p["probability"] for p in predictions]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1, abs=1e-3)
+
+
+def test_missing_model_file(capsys, demo_photo):
+    line = _fails(capsys, ["predict", "no-such-model.joblib", demo_photo])
+    assert "'no-such-model.joblib' does not exist" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot be unpickled"),  # a photo given where the model belongs
+        (b"", "cannot be unpickled"),
+        (b"model: fused\n", "cannot be unpickled"),
+        ({"weights": [1, 2]}, "holds a dict"),
+        (LogisticRegression(), "holds a LogisticRegression"),
+        ({"format": "fusionrec-index", "model": None}, "it is a fusionrec-index file"),
+        ({"format": "fusionrec-model", "version": 99, "model": None}, "format version 99"),
+    ],
+    ids=["photo", "empty", "text", "dict", "estimator", "index", "future-version"],
+)
+def test_a_file_that_is_not_a_model(content, expected, tmp_path, capsys, demo_photo):
+    path = tmp_path / "model.joblib"
+    if content is None:
+        shutil.copy(demo_photo, path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        joblib.dump(content, path)
+    line = _fails(capsys, ["predict", str(path), demo_photo])
+    assert str(path) in line
+    assert expected in line
+
+
+def test_unreadable_image(trained, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a JPEG")
+    line = _fails(capsys, ["predict", str(trained[0]), str(broken)])
+    assert "cannot read image" in line
+    assert str(broken) in line
+
+
+def test_missing_image(trained, tmp_path, capsys):
+    line = _fails(capsys, ["predict", str(trained[0]), str(tmp_path / "gone.jpg")])
+    assert str(tmp_path / "gone.jpg") in line
+
+
+def test_unreadable_photo_stops_training_by_default(folders, tmp_path, capsys):
+    line = _fails(capsys, ["train", str(folders[0]), "-o", str(tmp_path / "m.joblib"), *TINY])
+    assert "broken.jpg" in line
+    assert not (tmp_path / "m.joblib").exists()
+
+
+def test_folder_without_class_subfolders(tmp_path, capsys, demo_photo):
+    shutil.copy(demo_photo, tmp_path)
+    line = _fails(capsys, ["train", str(tmp_path), "-o", str(tmp_path / "m.joblib")])
+    assert f"{str(tmp_path)!r} holds no class sub-folders" in line
+
+
+def test_missing_folder(trained, tmp_path, capsys):
+    line = _fails(capsys, ["evaluate", str(trained[0]), str(tmp_path / "nowhere")])
+    assert f"no such folder: {str(tmp_path / 'nowhere')!r}" in line
+
+
+def test_traceback_flag_shows_the_error_itself(demo_photo):
+    with pytest.raises(CommandError, match="does not exist"):
+        main(["--traceback", "predict", "no-such-model.joblib", demo_photo])
+
+
+def test_console_errors_are_one_line_without_traceback(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "fusionrec", "info"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "fusionrec", "train", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
     )
-    assert done.returncode == 0, done.stderr
-    assert "Demo products" in done.stdout
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"fusionrec train: error: no such folder: {str(tmp_path / 'missing')!r}"
+    )

@@ -1,4 +1,4 @@
-"""``fusionrec info``: the versions this install runs on, its detectors, and the demo data."""
+"""``fusionrec info``: versions, detectors, default features, and the bundled demo data."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``info`` to the console script."""
     parser = commands.add_parser(
         "info",
-        help="show versions, keypoint detectors and the bundled demo data",
+        help="show versions, detectors, default features and the bundled demo data",
         description="Show the versions this install runs on, the keypoint detectors its OpenCV"
-        " build offers, and the bundled demo photos.",
+        " build offers, the default feature extractors, and the bundled demo photos.",
     )
     parser.set_defaults(run=run)
 
@@ -32,11 +32,16 @@ def _installed_version(distribution: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the versions, the detectors and what the demo data holds."""
+    """Print the versions, the detectors, the default features and what the demo data holds."""
+    from ..fusion.features import default_deep, default_traditional
+
     print(f"fusionrec {__version__}")
     for distribution in _LIBRARIES:
         print(f"  {distribution:32} {_installed_version(distribution)}")
     print(f"\nKeypoint detectors: {', '.join(available_detectors())}")
+    print("\nDefault features (the feature options of 'train' and 'demo' change them):")
+    print(f"  traditional: {default_traditional(None, None)!r}")
+    print(f"  deep:        {default_deep()!r}")
     demo = load_demo_products()
     counts = Counter(demo.target)
     print(f"\nDemo products ({len(demo.data)} photos, bundled, MIT licence):")

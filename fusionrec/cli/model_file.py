@@ -76,8 +76,8 @@ def _checked(payload: Any, path: Path, kind: str) -> tuple[Any, dict]:
     expected = f"fusionrec-{kind}"
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != expected or "model" not in payload:
-        holds = found if isinstance(found, str) else f"a {type(payload).__name__}"
-        raise CommandError(f"{str(path)!r} is not a {expected} file: it holds {holds}")
+        holds = f"is a {found} file" if found else f"holds a {type(payload).__name__}"
+        raise CommandError(f"{str(path)!r} is not a {expected} file: it {holds}")
     if payload.get("version") != FORMAT_VERSION:
         raise CommandError(
             f"{str(path)!r} is a {expected} file of format version {payload.get('version')!r}, "

@@ -14,62 +14,60 @@ from ..traditional.detectors import DETECTORS
 ONNX_FROM_PHOTOS = 300
 
 
-def add_feature_options(parser: argparse.ArgumentParser) -> None:
-    """Options that set up both branches' feature extractors.
+# Feature options and the extractor parameter each one sets.
+TRADITIONAL_OPTIONS = {
+    "detector": "detector",
+    "encoding": "encoding",
+    "n_words": "n_words",
+    "pca": "pca_components",
+    "max_descriptors": "max_descriptors",
+}
+DEEP_OPTIONS = {"backbone": "backbone", "weights": "weights"}
+_MEANS_NONE = {"pca_components": 0, "weights": "none"}
 
-    The defaults are the fused classifier's: RootSIFT Fisher vectors (64 words on 64 PCA
-    dimensions) and ImageNet EfficientNet-Lite0 embeddings (weights bundled).
-    """
-    group = parser.add_argument_group("features")
+
+def add_feature_options(parser: argparse.ArgumentParser) -> None:
+    """Options that change the feature extractors; unset ones keep FusedClassifier's defaults."""
+    group = parser.add_argument_group(
+        "features",
+        "Options left out keep FusedClassifier's default extractors, which 'fusionrec info'"
+        " prints.",
+    )
     group.add_argument(
         "--detector",
         choices=sorted(DETECTORS),
-        default="rootsift",
-        help="keypoint detector and descriptor of the traditional branch (default: %(default)s;"
-        " 'fusionrec info' lists what this OpenCV build has)",
+        help="keypoint detector and descriptor of the traditional branch ('fusionrec info'"
+        " lists what this OpenCV build has)",
     )
     group.add_argument(
-        "--encoding",
-        choices=ENCODINGS,
-        default="fisher",
-        help="how a photo's keypoints become one vector (default: %(default)s)",
+        "--encoding", choices=ENCODINGS, help="how a photo's keypoints become one vector"
     )
     group.add_argument(
-        "--n-words",
-        type=at_least(2),
-        default=64,
-        metavar="N",
-        help="visual words in the vocabulary (default: %(default)s)",
+        "--n-words", type=at_least(2), metavar="N", help="visual words in the vocabulary"
     )
     group.add_argument(
         "--pca",
         type=at_least(0),
-        default=64,
         metavar="N",
-        help="reduce descriptors to N dimensions before learning the vocabulary; 0: no PCA"
-        " (default: %(default)s)",
+        help="reduce descriptors to N dimensions before learning the vocabulary; 0: no PCA",
     )
     group.add_argument(
         "--max-descriptors",
         type=at_least(1),
-        default=200_000,
         metavar="N",
-        help="learn the vocabulary from at most N descriptors, drawn evenly from the photos"
-        " (default: %(default)s)",
+        help="learn the vocabulary from at most N descriptors, drawn evenly from the photos",
     )
     group.add_argument(
         "--backbone",
-        default="efficientnet_lite0",
         metavar="NAME",
         help="CNN of the deep branch: efficientnet_lite0 (weights bundled, offline), or any"
-        " torchvision classification model such as resnet50 (default: %(default)s)",
+        " torchvision classification model such as resnet50",
     )
     group.add_argument(
         "--weights",
-        default="default",
         metavar="WEIGHTS",
         help="the CNN's weights: 'default' (bundled, or torchvision's, downloaded once), 'none'"
-        " (random), a torchvision weight name, or a local state-dict file (default: %(default)s)",
+        " (random), a torchvision weight name, or a local state-dict file",
     )
 
 
@@ -103,27 +101,31 @@ def add_verbose_option(parser: argparse.ArgumentParser) -> None:
 
 
 def extractors(args: argparse.Namespace, n_photos: int) -> dict[str, Any]:
-    """The ``traditional`` and ``deep`` extractors the feature options describe.
+    """FusedClassifier's default extractors, changed as the feature options say.
 
     ``n_photos``, how many photos the run will extract features from, picks the CNN's runtime.
     """
-    from .. import BagOfVisualWords, CNNEmbedder
+    from ..fusion.features import default_deep, default_traditional
 
-    weights = None if args.weights.lower() == "none" else args.weights
+    traditional = default_traditional(args.n_jobs, args.seed)
+    deep = default_deep().set_params(runtime=runtime_for(n_photos), random_state=args.seed)
     return {
-        "traditional": BagOfVisualWords(
-            args.detector,
-            n_words=args.n_words,
-            encoding=args.encoding,
-            pca_components=args.pca or None,
-            max_descriptors=args.max_descriptors,
-            n_jobs=args.n_jobs,
-            random_state=args.seed,
-        ),
-        "deep": CNNEmbedder(
-            args.backbone, weights, runtime=runtime_for(n_photos), random_state=args.seed
-        ),
+        "traditional": traditional.set_params(**_given(args, TRADITIONAL_OPTIONS)),
+        "deep": deep.set_params(**_given(args, DEEP_OPTIONS)),
     }
+
+
+def _given(args: argparse.Namespace, options: dict[str, str]) -> dict[str, Any]:
+    """Parameters of the options given; ``--pca 0`` and ``--weights none`` mean None."""
+    given = {
+        parameter: getattr(args, option)
+        for option, parameter in options.items()
+        if getattr(args, option) is not None
+    }
+    for parameter, meaning_none in _MEANS_NONE.items():
+        if given.get(parameter) == meaning_none:
+            given[parameter] = None
+    return given
 
 
 def build_classifier(args: argparse.Namespace, n_photos: int, **params: Any) -> Any:

@@ -1,0 +1,101 @@
+"""``fusionrec index FOLDER -o INDEX``: index a catalogue of product photos for search."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.folder import IMAGE_EXTENSIONS
+from ..search import ProductIndex
+from . import model_file
+from .errors import CommandError
+from .options import add_feature_options, add_run_options, add_verbose_option, extractors
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``index`` to the console script."""
+    parser = commands.add_parser(
+        "index",
+        help="index a folder of catalogue photos for search by photo",
+        description="Extract the features of every photo under FOLDER (sub-folders included)"
+        " and save a search index that 'fusionrec search' reads. Each photo's id is its path"
+        " relative to FOLDER.",
+        epilog="example: fusionrec index catalogue/ -o index.joblib --rerank",
+    )
+    parser.add_argument("folder", metavar="FOLDER", help="folder of catalogue photos")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="index.joblib",
+        metavar="INDEX",
+        help="index file to write (default: %(default)s). It is a pickle: share it only with"
+        " people who trust you",
+    )
+    parser.add_argument(
+        "--branch",
+        choices=("deep", "traditional", "fused"),
+        default="deep",
+        help="features to compare (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help="keep keypoints of every photo, so that searches re-rank their best 20 candidates"
+        " by geometrically verified keypoint matches (slower, more exact)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="an unreadable photo stops indexing (raise) or is left out and named (skip)"
+        " (default: %(default)s)",
+    )
+    add_feature_options(parser)
+    add_run_options(parser)
+    add_verbose_option(parser)
+    parser.set_defaults(run=run)
+
+
+def photos_under(folder: str | Path) -> list[Path]:
+    """Every photo file below ``folder``, sorted; hidden files and folders are skipped."""
+    root = Path(folder)
+    if not root.is_dir():
+        reason = "is a file" if root.exists() else "does not exist"
+        raise CommandError(f"folder {str(root)!r} {reason}")
+    photos = sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+    if not photos:
+        raise CommandError(f"folder {str(root)!r} holds no photos ({', '.join(IMAGE_EXTENSIONS)})")
+    return photos
+
+
+def run(args: argparse.Namespace) -> int:
+    """Index the folder's photos and save the index."""
+    photos = photos_under(args.folder)
+    ids = [path.relative_to(args.folder).as_posix() for path in photos]
+    index = ProductIndex(
+        args.branch,
+        **extractors(args, len(photos)),
+        rerank="ransac" if args.rerank else None,
+        on_error=args.on_error,
+        n_jobs=args.n_jobs,
+        random_state=args.seed,
+        verbose=int(args.verbose),
+    )
+    started = time.perf_counter()
+    index.fit(np.array([str(path) for path in photos], dtype=object), ids)
+    seconds = time.perf_counter() - started
+    for skipped in index.skipped_ids_:
+        print(f"left out unreadable photo: {skipped}")
+    path = model_file.save(index, args.output, kind="index", folder=str(Path(args.folder)))
+    print(f"indexed {len(index.ids_)} photos of {args.folder} in {seconds:.1f} s")
+    print(f"saved to {path}")
+    return 0
