@@ -26,7 +26,6 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".md": "markdown"}
-root_doc = "index"
 # README.md is what GitHub shows for this folder; index.md includes it.
 exclude_patterns = ["_build", "README.md"]
 

@@ -1,7 +1,7 @@
 """The documentation builds without a warning, and the user guide shows only what is true.
 
-The build runs the command the guide gives; the guide's ``>>>`` examples run as written, on the
-bundled demo photos, in a fresh folder.
+The build runs the command the guide gives (into a temporary folder); the guide's ``>>>``
+examples run as written, on the bundled demo photos, in a fresh folder.
 """
 
 import doctest
