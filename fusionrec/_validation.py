@@ -53,9 +53,8 @@ class Real:
     high: float
 
     def __call__(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return False
-        return self.low < value <= self.high
+        is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return is_real and self.low < value <= self.high
 
     def __str__(self) -> str:
         return f"a number in ({self.low}, {self.high}]"
