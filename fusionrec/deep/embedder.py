@@ -237,7 +237,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_images, n_features_out_), float32
+        ndarray of shape ``(n_images, n_features_out_)``, float32
             One row per photo; all-NaN rows mark photos dropped by ``on_error``.
         """
         check_is_fitted(self, "network_")
