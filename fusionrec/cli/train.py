@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import load_image_folder
+from ..fusion.classifier import BRANCHES, FUSIONS
 from . import model_file
 from .options import (
     add_feature_options,
@@ -17,9 +18,6 @@ from .options import (
     build_classifier,
     prepare_to_predict,
 )
-
-BRANCHES = ("traditional", "deep", "fused")
-FUSIONS = ("early", "late")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
