@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -402,7 +403,7 @@ class _Run:
     def _epochs(self, train, valid, optimiser, scheduler, rng, verbose) -> History:
         settings = self.settings
         history = History(trainable=["+".join(unit) for unit in self.units])
-        best, best_key, waited = None, None, 0
+        best = _BestEpoch(settings.patience, (self.network, self.head))
         total = settings.epochs * _steps_per_epoch(len(train.labels), settings.batch_size)
         with tqdm(total=total, unit="batch", disable=not verbose) as bar:
             for epoch in range(settings.epochs):
@@ -416,27 +417,11 @@ class _Run:
                     EpochRecord(epoch, loss, accuracy, val_loss, learning_rate, seconds)
                 )
                 bar.set_postfix(loss=f"{loss:.3f}", val_acc=_percent(accuracy))
-                if valid is None:
-                    history.best_epoch = epoch
-                    continue
-                if best_key is None or (accuracy, -val_loss) > best_key:
-                    best, best_key, waited = self._snapshot(), (accuracy, -val_loss), 0
-                    history.best_epoch = epoch
-                    continue
-                waited += 1
-                if settings.patience is not None and waited >= settings.patience:
+                if valid is not None and best.should_stop(epoch, accuracy, val_loss):
                     history.stopped_early = epoch + 1 < settings.epochs
                     break
-        if best is not None:
-            self.network.load_state_dict(best[0])
-            self.head.load_state_dict(best[1])
+        history.best_epoch = best.restore() if valid is not None else len(history.epochs) - 1
         return history
-
-    def _snapshot(self) -> tuple[dict, dict]:
-        return tuple(
-            {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
-            for module in (self.network, self.head)
-        )
 
     def _train_epoch(self, train: _Labelled, optimiser, scheduler, rng, bar) -> float:
         self.network.eval()
@@ -445,11 +430,8 @@ class _Run:
         self.head.train()
         order = rng.permutation(len(train.labels))
         seeds = rng.integers(2**63, size=len(train.labels))
-        augment = self.settings.augmentation
-        prepare = lambda position: augment(  # noqa: E731
-            load_image(train.images[position]),
-            self.preprocessing,
-            np.random.default_rng(seeds[position]),
+        prepare = partial(
+            _augmented, train.images, seeds, self.settings.augmentation, self.preprocessing
         )
         total, count = 0.0, 0
         for inputs, targets in self._batches(train, order, prepare):
@@ -469,9 +451,7 @@ class _Run:
     def _evaluate(self, valid: _Labelled) -> tuple[float, float]:
         self.network.eval()
         self.head.eval()
-        prepare = lambda position: torch.from_numpy(  # noqa: E731
-            self.preprocessing(load_image(valid.images[position]))
-        )
+        prepare = partial(_centre_cropped, valid.images, self.preprocessing)
         correct, total_loss = 0, 0.0
         order = np.arange(len(valid.labels))
         with torch.inference_mode(), self._autocast():
@@ -507,6 +487,45 @@ class _Run:
         positions, inputs = prepared
         inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
         return inputs, torch.from_numpy(labels[positions]).to(self.device)
+
+
+class _BestEpoch:
+    """Early stopping: remember the best epoch's weights, count the epochs since."""
+
+    def __init__(self, patience: int | None, modules: tuple[nn.Module, ...]) -> None:
+        self.patience = patience
+        self.modules = modules
+        self.key: tuple[float, float] | None = None
+        self.epoch = 0
+        self.waited = 0
+        self.weights: list[dict] = []
+
+    def should_stop(self, epoch: int, accuracy: float, loss: float) -> bool:
+        """Record an epoch; better means higher accuracy, then lower loss."""
+        if self.key is None or (accuracy, -loss) > self.key:
+            self.key, self.epoch, self.waited = (accuracy, -loss), epoch, 0
+            self.weights = [
+                {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+                for module in self.modules
+            ]
+            return False
+        self.waited += 1
+        return self.patience is not None and self.waited >= self.patience
+
+    def restore(self) -> int:
+        """Load the best epoch's weights back; return that epoch."""
+        for module, weights in zip(self.modules, self.weights, strict=True):
+            module.load_state_dict(weights)
+        return self.epoch
+
+
+def _augmented(images, seeds, augmentation: Augmentation, preprocessing, position: int):
+    rng = np.random.default_rng(seeds[position])
+    return augmentation(load_image(images[position]), preprocessing, rng)
+
+
+def _centre_cropped(images, preprocessing: Preprocessing, position: int) -> torch.Tensor:
+    return torch.from_numpy(preprocessing(load_image(images[position])))
 
 
 def _stack(positions: np.ndarray, prepare: Callable[[int], torch.Tensor]):
