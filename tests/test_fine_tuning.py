@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch.nn import functional
 
+from fusionrec import CNNEmbedder
 from fusionrec.deep import Preprocessing, build_backbone
 from fusionrec.deep.augmentation import Augmentation
 from fusionrec.deep.small_cnn import SmallCNN, build_small_cnn
@@ -307,3 +308,12 @@ def test_stratified_split_needs_two_photos_per_class(gray_demo):
 def test_small_cnn_has_no_pretrained_weights():
     with pytest.raises(ValueError, match="weights=None"):
         build_small_cnn("default")
+
+
+def test_small_cnn_is_a_backbone_name(gray_demo):
+    built = build_backbone("small_cnn", weights=None, seed=0)
+    assert isinstance(built.network, SmallCNN)
+    assert built.preprocessing.crop == 28
+    images, _ = gray_demo
+    embedder = CNNEmbedder("small_cnn", weights=None, runtime="torch", device="cpu")
+    assert embedder.fit(images[:3]).transform(images[:3]).shape == (3, 128)

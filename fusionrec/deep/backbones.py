@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .preprocessing import Preprocessing
+from .small_cnn import SMALL_CNN, build_small_cnn
 from .weights import (
     BUNDLED,
     load_state_dict,
@@ -49,7 +50,8 @@ def build_backbone(
     ----------
     backbone : str or torch.nn.Module
         ``"efficientnet_lite0"``, ``"efficientnet_lite1"`` or
-        ``"efficientnet_lite2"`` (bundled weights), a torchvision
+        ``"efficientnet_lite2"`` (bundled weights), ``"small_cnn"`` (for
+        small images, no pretrained weights: ``weights=None``), a torchvision
         classification model name such as ``"resnet50"``, or a module.
     weights : "default", None, str, os.PathLike or torchvision weight enum
         ``"default"``: the bundled weights, torchvision's default weights for
@@ -66,6 +68,8 @@ def build_backbone(
             built = _user_module(backbone, weights)
         elif backbone in BUNDLED:
             built = _bundled(backbone, weights)
+        elif backbone == SMALL_CNN:
+            built = Backbone(*build_small_cnn(weights), SMALL_CNN)
         else:
             built = _torchvision(backbone, weights)
     if preprocessing is not None:
