@@ -135,8 +135,13 @@ def test_demo_compares_four_classifiers_and_writes_reports(tmp_path, capsys):
     argv = ["demo", "-o", str(output), "--per-product", "4", "--test-size", "0.5", *TINY]
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert "[4/4] fused late" in captured.err
-    assert "img" in captured.err  # the progress bars of feature extraction
+    single, fused = captured.err.split("[3/4] fused early")
+    assert "[4/4] fused late" in fused
+    # progress bars while the single-branch models extract features, none once both are cached
+    assert "describing photos" in single
+    assert "embedding" in single
+    assert "describing photos" not in fused
+    assert "embedding" not in fused
     summary = json.loads((output / "comparison.json").read_text())
     lines = captured.out.splitlines()
     for name in ("traditional", "deep", "fused early", "fused late"):
