@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import demo, evaluate, info, predict, train
+from . import demo, evaluate, index, info, predict, search, train
 from .errors import report_error
 
-COMMANDS = (info, demo, train, evaluate, predict)
+COMMANDS = (info, demo, train, evaluate, predict, index, search)
 
 _EPILOG = """\
 quick start:
@@ -24,6 +24,8 @@ quick start:
   fusionrec train photos/ -o model.joblib        one sub-folder of photos per product
   fusionrec evaluate model.joblib test-photos/ --report report/
   fusionrec predict model.joblib new.jpg --top 3
+  fusionrec index catalogue/ -o index.joblib     every photo under catalogue/, for search
+  fusionrec search index.joblib shopper.jpg -k 5
 
 Run 'fusionrec COMMAND --help' for a command's options."""
 
