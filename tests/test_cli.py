@@ -84,6 +84,7 @@ def test_unknown_command_exits_non_zero():
     assert exit_info.value.code == 2
 
 
+# A phrase each command's help must hold; commands added later need at least a usage line.
 HELP = {
     "info": "keypoint detectors",
     "demo": "--per-product",
@@ -91,31 +92,35 @@ HELP = {
     "evaluate": "--report",
     "predict": "--top",
 }
+REGISTERED = [module.__name__.rsplit(".", 1)[1] for module in COMMANDS]
 
 
-def test_help_covers_every_command(capsys):
-    assert {module.__name__.rsplit(".", 1)[1] for module in COMMANDS} == set(HELP)
+def test_help_lists_every_command(capsys):
+    assert set(HELP) <= set(REGISTERED)
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    assert all(f"    {command} " in out for command in HELP)
+    assert all(f"    {command} " in out for command in REGISTERED)
 
 
-@pytest.mark.parametrize(("command", "phrase"), HELP.items())
-def test_every_command_has_help(command, phrase, capsys):
+@pytest.mark.parametrize("command", REGISTERED)
+def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: fusionrec {command}")
-    assert phrase in out
+    assert HELP.get(command, "options:") in out
 
 
 def test_option_values_are_checked_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", "model.joblib", "photo.jpg", "--top", "0"])
     assert exit_info.value.code == 2
-    assert "expected at least 1; got 0" in capsys.readouterr().err
+    assert "expected a whole number from 1 up; got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--test-size", "1.5"])
+    assert "expected a fraction between 0 and 1; got 1.5" in capsys.readouterr().err
 
 
 def test_demo_split_is_stratified_and_repeatable():

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..datasets import load_demo_products
 from ..evaluation import EvaluationReport, evaluate
-from .options import add_feature_options, add_run_options, at_least, build_classifier
+from .options import add_feature_options, add_run_options, at_least, build_classifier, number
 from .train import model_name
 
 MODELS = (("traditional", "early"), ("deep", "early"), ("fused", "early"), ("fused", "late"))
@@ -45,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--test-size",
-        type=_fraction,
+        type=number(float, lambda value: 0 < value < 1, "a fraction between 0 and 1"),
         default=0.3,
         metavar="FRACTION",
         help="share of each product's photos held out for testing (default: %(default)s)",
@@ -181,13 +181,3 @@ def _progress(quiet: bool):
             print(message, file=sys.stderr, flush=True)
 
     return say
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1; got {value}")
-    return value

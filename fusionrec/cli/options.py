@@ -166,16 +166,27 @@ def runtime_for(n_photos: int) -> str:
     return "auto" if n_photos >= ONNX_FROM_PHOTOS else "torch"
 
 
-def at_least(smallest: int) -> Callable[[str], int]:
-    """An argparse ``type`` that accepts whole numbers from ``smallest`` up."""
+def number(kind: type, accept: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
+    """An argparse ``type``: text read as ``kind``, kept only if ``accept`` says so.
 
-    def parse(text: str) -> int:
+    Examples
+    --------
+    >>> number(float, lambda value: 0 < value < 1, "a fraction between 0 and 1")("0.3")
+    0.3
+    """
+
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-        if value < smallest:
-            raise argparse.ArgumentTypeError(f"expected at least {smallest}; got {value}")
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {value}")
         return value
 
     return parse
+
+
+def at_least(smallest: int) -> Callable[[str], int]:
+    """An argparse ``type`` that accepts whole numbers from ``smallest`` up."""
+    return number(int, lambda value: value >= smallest, f"a whole number from {smallest} up")
