@@ -376,6 +376,7 @@ class _Run:
         self.units = units[len(units) - min(count, len(units)) :]
         self.modules = [network.get_submodule(name) for unit in self.units for name in unit]
         self.loss = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+        self.shown_accuracy = _percent(None)
 
     def train(self, train: _Labelled, valid: _Labelled | None, head, rng, verbose) -> FineTuned:
         n_classes = 1 + max(int(train.labels.max()), -1 if valid is None else valid.labels.max())
@@ -416,7 +417,8 @@ class _Run:
                 history.epochs.append(
                     EpochRecord(epoch, loss, accuracy, val_loss, learning_rate, seconds)
                 )
-                bar.set_postfix(loss=f"{loss:.3f}", val_acc=_percent(accuracy))
+                self.shown_accuracy = _percent(accuracy)
+                bar.set_postfix(loss=f"{loss:.3f}", val_acc=self.shown_accuracy)
                 if valid is not None and best.should_stop(epoch, accuracy, val_loss):
                     history.stopped_early = epoch + 1 < settings.epochs
                     break
@@ -445,6 +447,7 @@ class _Run:
             scheduler.step()
             total += loss.item() * len(targets)
             count += len(targets)
+            bar.set_postfix(loss=f"{total / count:.3f}", val_acc=self.shown_accuracy, refresh=False)
             bar.update()
         return total / max(count, 1)
 
