@@ -2,9 +2,11 @@
 
     python benchmarks/fusion.py accuracy   # traditional, deep, fused early, fused late
     python benchmarks/fusion.py grid       # 5-fold GridSearchCV over 6 settings vs one extraction
+    python benchmarks/fusion.py choose     # the val-split comparisons behind the defaults
 
 Defaults throughout: RootSIFT Fisher vectors (64 words, PCA 64) and frozen
-EfficientNet-Lite0, LogisticRegression(C=10) on L2-normalised blocks.
+EfficientNet-Lite0 with crop_fraction=0.75, LogisticRegression(C=10) on
+L2-normalised blocks, the traditional block weighted 0.5 in early fusion.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_ROOT, load_split
 
-from fusionrec import FusedClassifier
-from fusionrec.fusion.features import default_deep, default_traditional
+from fusionrec import CNNEmbedder, FusedClassifier
+from fusionrec._parallel import single_threaded_blas
+from fusionrec.fusion.branches import Branch
+from fusionrec.fusion.features import default_deep, default_traditional, normalise_blocks
 
 SETTINGS = [("traditional", "early"), ("deep", "early"), ("fused", "early"), ("fused", "late")]
 
@@ -80,9 +85,62 @@ def grid(root: Path, n_images: int) -> None:
     print(f"  best: {search.best_params_}, cross-validated accuracy {search.best_score_:.3f}")
 
 
+LAYERS = ["blocks.5", "blocks.6", "global_pool"]
+CROP_FRACTIONS = (None, 0.8, 0.75, 0.7, 0.65)
+# Early fusion candidates: (label, deep embedder, traditional weight, C).
+FUSED_CANDIDATES = [
+    *(
+        (f"Lite0 0.75, weight {weight}", CNNEmbedder(crop_fraction=0.75), weight, 10.0)
+        for weight in (0.25, 0.35, 0.5, 0.75, 1.0)
+    ),
+    *(
+        (f"Lite0 0.75, weight {weight}, C={c:g}", CNNEmbedder(crop_fraction=0.75), weight, c)
+        for weight, c in ((0.35, 30.0), (0.5, 30.0), (0.75, 30.0), (0.5, 100.0))
+    ),
+    (
+        "Lite0 0.75 + blocks.5, .6, weight 0.5",
+        CNNEmbedder(layer=LAYERS, crop_fraction=0.75),
+        0.5,
+        10,
+    ),
+    ("Lite2 0.75, weight 0.5", CNNEmbedder("efficientnet_lite2", crop_fraction=0.75), 0.5, 10.0),
+]
+
+
+def val_accuracy(blocks: list, weights: list, c: float, y_train, y_val) -> float:
+    """Early fusion as FusedClassifier does it: fit on the training blocks, score on val."""
+    with single_threaded_blas():
+        train = normalise_blocks([fit for fit, _ in blocks], weights)
+        classifier = LogisticRegression(C=c, max_iter=3000).fit(train, y_train)
+        return classifier.score(normalise_blocks([val for _, val in blocks], weights), y_val)
+
+
+def features(extractor, train, val, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One branch fitted on the training photos: its features of train and val."""
+    branch = Branch(extractor, cache)
+    return branch.fit_transform(train), branch.transform(val)
+
+
+def choose(root: Path, cache: Path) -> None:
+    train, y_train = load_split(root, "train")
+    val, y_val = load_split(root, "val")
+    print(f"fit on {len(train)} training photos, scored on {len(val)} val photos, fine labels")
+    print("deep branch alone (Lite0), LogisticRegression(C=10):")
+    for fraction in CROP_FRACTIONS:
+        deep = features(CNNEmbedder(crop_fraction=fraction), train, val, cache)
+        score = val_accuracy([deep], [1.0], 10.0, y_train, y_val)
+        print(f"  crop_fraction={fraction}: val {score:.3f}")
+    fisher = features(default_traditional(2, 0), train, val, cache)
+    print("fused early, LogisticRegression(C):")
+    for label, embedder, weight, c in FUSED_CANDIDATES:
+        deep = features(embedder, train, val, cache)
+        score = val_accuracy([fisher, deep], [weight, 1.0], c, y_train, y_val)
+        print(f"  {label:40} val {score:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["accuracy", "grid"])
+    parser.add_argument("part", choices=["accuracy", "grid", "choose"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
@@ -91,6 +149,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "accuracy":
         accuracy(args.root, args.cache)
+    elif args.part == "choose":
+        choose(args.root, args.cache)
     else:
         grid(args.root, args.n_images)
 
