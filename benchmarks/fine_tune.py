@@ -55,8 +55,8 @@ def splits(root: Path, count: int | None) -> dict[str, tuple[np.ndarray, np.ndar
     return {name: per_class(*load_split(root, name), count) for name in ("train", "val", "test")}
 
 
-def train(data: dict, settings: FineTuning, n_jobs: int):
-    backbone = build_backbone("efficientnet_lite0")
+def train(backbone, data: dict, settings: FineTuning, n_jobs: int):
+    """Fine-tune ``backbone`` on the train split, val picking the epoch; print the course."""
     started = time.perf_counter()
     tuned = fine_tune(
         backbone.network,
@@ -69,7 +69,9 @@ def train(data: dict, settings: FineTuning, n_jobs: int):
         n_jobs=n_jobs,
         verbose=1,
     )
-    return tuned, backbone.preprocessing, time.perf_counter() - started
+    print(f"training time: {time.perf_counter() - started:.0f} s")
+    report_history(tuned)
+    return tuned
 
 
 def report_history(tuned) -> None:
@@ -158,19 +160,7 @@ def small_images(root: Path, epochs: int, n_jobs: int) -> None:
         patience=5,
         augmentation=Augmentation(scale=(0.7, 1.0)),
     )
-    started = time.perf_counter()
-    tuned = fine_tune(
-        backbone.network,
-        backbone.preprocessing,
-        *data["train"],
-        settings=settings,
-        validation=data["val"],
-        random_state=0,
-        n_jobs=n_jobs,
-        verbose=1,
-    )
-    print(f"training time: {time.perf_counter() - started:.0f} s")
-    report_history(tuned)
+    tuned = train(backbone, data, settings, n_jobs)
     prepared = np.stack([backbone.preprocessing(load_image(image)) for image in data["test"][0]])
     with torch.inference_mode():
         logits = tuned.head.eval()(tuned.network(torch.from_numpy(prepared)))
@@ -207,12 +197,11 @@ def main() -> None:
     data = splits(arguments.root, arguments.per_class)
     sizes = ", ".join(f"{len(labels)} {name}" for name, (_, labels) in data.items())
     print(f"Grocery Store, fine labels: {sizes} photos; {settings}")
-    tuned, preprocessing, seconds = train(data, settings, arguments.n_jobs)
-    print(f"training time: {seconds:.0f} s")
-    report_history(tuned)
-    score_tuned(tuned, preprocessing, data)
+    backbone = build_backbone("efficientnet_lite0")
+    tuned = train(backbone, data, settings, arguments.n_jobs)
+    score_tuned(tuned, backbone.preprocessing, data)
     if arguments.fused:
-        score_fused(tuned, preprocessing, data)
+        score_fused(tuned, backbone.preprocessing, data)
 
 
 if __name__ == "__main__":
