@@ -27,8 +27,8 @@ from .._validation import (
 )
 from ..images import (
     ImageReadError,
-    as_image_sequence,
     iter_images,
+    non_empty_images,
     report_unreadable,
 )
 from .backbones import build_backbone
@@ -209,7 +209,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         self : CNNEmbedder
         """
         validate_params(self, self._parameter_constraints)
-        _non_empty(X)
+        non_empty_images(X)
         built = build_backbone(
             self.backbone, self.weights, self.preprocessing, seed=self.random_state or 0
         )
@@ -241,7 +241,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
             One row per photo; all-NaN rows mark photos dropped by ``on_error``.
         """
         check_is_fitted(self, "network_")
-        images = _non_empty(X)
+        images = non_empty_images(X)
         embed = self._embedding_function(resolve_device(self.device))
         rows = np.full((len(images), self.n_features_out_), np.nan, dtype=np.float32)
         failures: list[ImageReadError] = []
@@ -249,7 +249,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
             for positions, batch in self._prepared_batches(images, failures):
                 if positions:
                     rows[positions] = embed(batch)
-                bar.update(self.batch_size)
+                bar.update(min(self.batch_size, bar.total - bar.n))
         report_unreadable(failures, self.on_error)
         return rows
 
@@ -338,13 +338,6 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = False
         return tags
-
-
-def _non_empty(X: Any):
-    images = as_image_sequence(X)
-    if len(images) == 0:
-        raise ValueError("X holds no images; expected at least one")
-    return images
 
 
 def _embed(head: EmbeddingHead, batch: np.ndarray, device: torch.device) -> np.ndarray:

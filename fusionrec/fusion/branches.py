@@ -74,9 +74,7 @@ class Branch:
         key += f"-{embedder.layer}-{embedder.normalize}-{embedder.preprocessing_}"
         rows = cached_per_photo(
             images,
-            lambda photos: [
-                None if np.isnan(row).all() else row for row in embedder.transform(photos)
-            ],
+            lambda photos: [_none_if_dropped(row) for row in embedder.transform(photos)],
             FeatureCache(self.location, _safe(key)),
         )
         width = embedder.n_features_out_

@@ -16,11 +16,11 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .._parallel import single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
 from ..deep import CNNEmbedder
+from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
 from .features import (
     BRANCH_NAMES,
     DEFAULT_WEIGHTS,
-    check_images,
     check_weights,
     make_branches,
     normalise_blocks,
@@ -154,7 +154,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         """
         validate_params(self, self._parameter_constraints)
         check_weights(self.weights)
-        images = check_images(X)
+        images = non_empty_images(X)
         labels = column_or_1d(np.asarray(y, dtype=object if _has_strings(y) else None))
         if len(labels) != len(images):
             raise ValueError(f"X holds {len(images)} images but y holds {len(labels)} labels")
@@ -205,7 +205,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
 
     def _log_probabilities(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "classifiers_")
-        images = check_images(X)
+        images = non_empty_images(X)
         blocks = {
             name: branch.transform(images, on_error=self.on_error)
             for name, branch in self.branches_.items()
@@ -255,7 +255,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """The early-fusion classifier's decision function (not offered for late fusion)."""
         check_is_fitted(self, "classifiers_")
-        images = check_images(X)
+        images = non_empty_images(X)
         blocks = [branch.transform(images, self.on_error) for branch in self.branches_.values()]
         features = self._early_features(blocks)
         with single_threaded_blas():

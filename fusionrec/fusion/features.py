@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
 from ..deep import CNNEmbedder
-from ..images import as_image_sequence
+from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
 from .branches import Branch
 
@@ -79,13 +79,6 @@ def make_branches(estimator: Any, names: Sequence[str]) -> dict[str, Branch]:
             extractor.set_params(verbose=estimator.verbose)
         branches[name] = Branch(extractor, estimator.memory)
     return branches
-
-
-def check_images(X: Any) -> Sequence:
-    images = as_image_sequence(X)
-    if len(images) == 0:
-        raise ValueError("X holds no images; expected at least one")
-    return images
 
 
 class FusedFeatures(TransformerMixin, BaseEstimator):
@@ -173,7 +166,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit both branches and return the fused features of the same photos."""
         self._check()
-        images = check_images(X)
+        images = non_empty_images(X)
         self.branches_ = make_branches(self, BRANCH_NAMES)
         blocks = [branch.fit_transform(images) for branch in self.branches_.values()]
         self.n_features_out_ = sum(block.shape[1] for block in blocks)
@@ -182,7 +175,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Fused features: ``(n_images, n_features_out_)`` float32, NaN rows for dropped photos."""
         check_is_fitted(self, "branches_")
-        images = check_images(X)
+        images = non_empty_images(X)
         blocks = [branch.transform(images, self.on_error) for branch in self.branches_.values()]
         return normalise_blocks(blocks, self.weights)
 

@@ -15,7 +15,7 @@ from .errors import (
     report_unreadable,
     unreadable_rows,
 )
-from .sequence import as_image_sequence, iter_images
+from .sequence import as_image_sequence, iter_images, non_empty_images
 
 __all__ = [
     "ON_ERROR_CHOICES",
@@ -25,6 +25,7 @@ __all__ = [
     "check_on_error",
     "iter_images",
     "load_image",
+    "non_empty_images",
     "report_unreadable",
     "unreadable_rows",
 ]

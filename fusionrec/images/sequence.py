@@ -69,6 +69,22 @@ def as_image_sequence(X: Any) -> Sequence:
     raise TypeError(f"X must be a sequence of images; got {kind}")
 
 
+def non_empty_images(X: Any) -> Sequence:
+    """:func:`as_image_sequence`, refusing a sequence without images.
+
+    Examples
+    --------
+    >>> non_empty_images([])
+    Traceback (most recent call last):
+    ...
+    ValueError: X holds no images; expected at least one
+    """
+    images = as_image_sequence(X)
+    if len(images) == 0:
+        raise ValueError("X holds no images; expected at least one")
+    return images
+
+
 def _check_array_batch(X: np.ndarray) -> np.ndarray:
     if X.ndim in (1, 4):
         return X

@@ -16,11 +16,11 @@ from ..fusion.classifier import BRANCHES
 from ..fusion.features import (
     BRANCH_NAMES,
     DEFAULT_WEIGHTS,
-    check_images,
     check_weights,
     make_branches,
     normalise_blocks,
 )
+from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
 from .geometry import Keypoints, count_inliers
 from .results import Matches
@@ -162,7 +162,7 @@ class ProductIndex(BaseEstimator):
         """
         validate_params(self, self._parameter_constraints)
         check_weights(self.weights)
-        images = check_images(X)
+        images = non_empty_images(X)
         ids = _new_ids(np.arange(len(images)) if ids is None else ids, len(images), ())
         names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)
         self.branches_ = make_branches(self, names)
@@ -183,7 +183,7 @@ class ProductIndex(BaseEstimator):
             If an id is repeated or already in the index.
         """
         check_is_fitted(self, "vectors_")
-        images = check_images(X)
+        images = non_empty_images(X)
         ids = _new_ids(ids, len(images), self.ids_)
         self._append(images, ids, self._features(images))
         return self
@@ -229,7 +229,7 @@ class ProductIndex(BaseEstimator):
             raise ValueError("the index is empty: add photos before querying it")
         if self.rerank and self.keypoints_ is None:
             raise ValueError("rerank='ransac' needs keypoints kept at fit: refit with it set")
-        images = check_images(X)
+        images = non_empty_images(X)
         vectors = self._features(images)
         readable = np.flatnonzero(~np.isnan(vectors).any(axis=1))
         k = min(k, len(self.ids_))

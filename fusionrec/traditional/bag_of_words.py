@@ -17,8 +17,8 @@ from .._parallel import map_chunks, single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, Integer, Options, validate_params
 from ..images import (
     ImageReadError,
-    as_image_sequence,
     iter_images,
+    non_empty_images,
     report_unreadable,
 )
 from .codebook import ENCODINGS, Codebook, learn_codebook
@@ -211,7 +211,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         self : BagOfVisualWords
         """
         self._check_params()
-        images = _non_empty(X)
+        images = non_empty_images(X)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         quota = max(1, math.ceil(self.max_descriptors / len(images)))
@@ -266,7 +266,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             One row per photo; all-NaN rows mark photos dropped by ``on_error``.
         """
         check_is_fitted(self, "codebook_")
-        images = _non_empty(X)
+        images = non_empty_images(X)
         rows, failures = [], []
         describer = self._describer(self.n_descriptor_dims_)
         for chunk_rows, chunk_failures in self._over_chunks(
@@ -292,7 +292,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             descriptors; ``None`` for photos dropped by ``on_error``.
         """
         self._check_params()
-        images = _non_empty(X)
+        images = non_empty_images(X)
         pairs, failures = [], []
         for chunk_pairs, chunk_failures in self._over_chunks(
             _describe_chunk, images, "describing photos", self._describer()
@@ -312,13 +312,6 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = False
         return tags
-
-
-def _non_empty(X: Any):
-    images = as_image_sequence(X)
-    if len(images) == 0:
-        raise ValueError("X holds no images; expected at least one")
-    return images
 
 
 def _read_descriptors(images: list, start: int, describer: dict, on_error: str, failures: list):
