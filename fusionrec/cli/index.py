@@ -12,7 +12,13 @@ from ..datasets.folder import IMAGE_EXTENSIONS
 from ..search import ProductIndex
 from . import model_file
 from .errors import CommandError
-from .options import add_feature_options, add_run_options, add_verbose_option, extractors
+from .options import (
+    add_feature_options,
+    add_output_options,
+    add_run_options,
+    add_verbose_option,
+    extractors,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,14 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         epilog="example: fusionrec index catalogue/ -o index.joblib --rerank",
     )
     parser.add_argument("folder", metavar="FOLDER", help="folder of catalogue photos")
-    parser.add_argument(
-        "-o",
-        "--output",
-        default="index.joblib",
-        metavar="INDEX",
-        help="index file to write (default: %(default)s). It is a pickle: share it only with"
-        " people who trust you",
-    )
+    add_output_options(parser, "index.joblib", "index")
     parser.add_argument(
         "--branch",
         choices=("deep", "traditional", "fused"),
@@ -45,13 +44,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep keypoints of every photo, so that searches re-rank their best 20 candidates"
         " by geometrically verified keypoint matches (slower, more exact)",
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=("raise", "skip"),
-        default="raise",
-        help="an unreadable photo stops indexing (raise) or is left out and named (skip)"
-        " (default: %(default)s)",
     )
     add_feature_options(parser)
     add_run_options(parser)

@@ -71,6 +71,25 @@ def add_feature_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_output_options(parser: argparse.ArgumentParser, default: str, what: str) -> None:
+    """``-o/--output`` (the file to write) and ``--on-error`` (what to do with bad photos)."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=default,
+        metavar=what.upper(),
+        help=f"{what} file to write (default: %(default)s). It is a pickle: share it only with"
+        " people who trust you",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="an unreadable photo stops the run (raise) or is left out and named (skip)"
+        " (default: %(default)s)",
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """``--n-jobs`` and ``--seed``."""
     group = parser.add_argument_group("run")

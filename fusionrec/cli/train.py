@@ -13,6 +13,7 @@ from ..fusion.classifier import BRANCHES, FUSIONS
 from . import model_file
 from .options import (
     add_feature_options,
+    add_output_options,
     add_run_options,
     add_verbose_option,
     build_classifier,
@@ -31,14 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         epilog="example: fusionrec train photos/ -o model.joblib --branch fused --fusion late",
     )
     parser.add_argument("folder", metavar="FOLDER", help="folder of product sub-folders")
-    parser.add_argument(
-        "-o",
-        "--output",
-        default="model.joblib",
-        metavar="MODEL",
-        help="model file to write (default: %(default)s). It is a pickle: share it only with"
-        " people who trust you",
-    )
+    add_output_options(parser, "model.joblib", "model")
     parser.add_argument(
         "--branch",
         choices=BRANCHES,
@@ -51,13 +45,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="early",
         help="with --branch fused: one classifier on both feature blocks (early) or one per"
         " branch with their probabilities combined (late) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=("raise", "skip"),
-        default="raise",
-        help="an unreadable photo stops training (raise) or is left out and named (skip)"
-        " (default: %(default)s)",
     )
     add_feature_options(parser)
     add_run_options(parser)
