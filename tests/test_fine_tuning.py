@@ -4,13 +4,14 @@ Runs use one torch thread: on a shared two-core machine, two intra-op
 threads were up to ten times slower in measurement when the cores were busy.
 """
 
+import joblib
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch.nn import functional
 
-from fusionrec import CNNEmbedder
+from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec.deep import Preprocessing, build_backbone
 from fusionrec.deep.augmentation import Augmentation
 from fusionrec.deep.small_cnn import SmallCNN, build_small_cnn
@@ -317,3 +318,57 @@ def test_small_cnn_is_a_backbone_name(gray_demo):
     images, _ = gray_demo
     embedder = CNNEmbedder("small_cnn", weights=None, runtime="torch", device="cpu")
     assert embedder.fit(images[:3]).transform(images[:3]).shape == (3, 128)
+
+
+def tuned_embedder(**params):
+    settings = FineTuning(
+        epochs=2, trainable_blocks=1, validation_fraction=0, patience=None, batch_size=16
+    )
+    return CNNEmbedder(
+        preprocessing=SMALL_LITE, runtime="torch", random_state=0, fine_tune=settings, **params
+    )
+
+
+@pytest.fixture(scope="module")
+def tuned(demo, halves):
+    (photos, labels), _ = halves
+    names = np.asarray(demo.target_names, dtype=object)[labels]
+    return tuned_embedder().fit(photos, names)
+
+
+def test_cnn_embedder_fine_tunes_on_the_labels_given_to_fit(demo, halves, tuned):
+    _, (held_out, _) = halves
+    assert list(tuned.classes_) == sorted(demo.target_names)
+    assert len(tuned.fine_tuning_history_.epochs) == 2
+    frozen = CNNEmbedder(preprocessing=SMALL_LITE, runtime="torch").fit(held_out)
+    before, after = frozen.transform(held_out[:8]), tuned.transform(held_out[:8])
+    assert after.shape == before.shape == (8, 1280)
+    assert not np.allclose(before, after, atol=1e-3)
+
+
+def test_a_fine_tuned_embedder_round_trips_through_joblib(halves, tuned, tmp_path):
+    _, (held_out, _) = halves
+    joblib.dump(tuned, tmp_path / "tuned.joblib")
+    loaded = joblib.load(tmp_path / "tuned.joblib")
+    np.testing.assert_array_equal(loaded.transform(held_out[:4]), tuned.transform(held_out[:4]))
+
+
+def test_fine_tuning_needs_one_label_per_photo(demo):
+    with pytest.raises(ValueError, match=r"call fit\(X, y\)"):
+        tuned_embedder().fit(demo.data[:4])
+    with pytest.raises(ValueError, match="got 3 labels for 4 photos"):
+        tuned_embedder().fit(demo.data[:4], [0, 1, 2])
+
+
+def test_fused_classifier_passes_labels_to_a_fine_tuned_deep_branch(demo, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    photos = [*demo.data[::5], str(broken)]
+    labels = [*demo.target[::5], 0]
+    model = FusedClassifier(branch="deep", deep=tuned_embedder(), on_error="skip").fit(
+        photos, labels
+    )
+    deep = model.branches_["deep"].fitted_
+    assert len(deep.fine_tuning_history_.epochs) == 2
+    assert list(deep.classes_) == list(range(10))
+    assert model.dropped_indices_.tolist() == [len(photos) - 1]

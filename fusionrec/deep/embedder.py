@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -35,6 +35,7 @@ from .backbones import build_backbone
 from .layers import EmbeddingHead, as_layers, check_layers
 from .preprocessing import Preprocessing
 from .runtime import OnnxEmbedding, onnxruntime_available
+from .training import FineTuning, fine_tune
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 RUNTIMES = ("auto", "torch", "onnxruntime")
@@ -113,6 +114,11 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         Seeds random initialisation (``weights=None``).
     verbose : int, default=0
         Show a progress bar when positive.
+    fine_tune : FineTuning or None, default=None
+        Train the network's last units and a classification head on the
+        labels given to ``fit(X, y)`` (see :class:`~fusionrec.deep.FineTuning`),
+        then embed with the tuned network; ``None`` keeps the weights frozen
+        and ``fit`` reads no photo.
 
     Attributes
     ----------
@@ -125,6 +131,12 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
     blocks_ : list of (str or None, int)
         Each block of the embedding: the layer it comes from (``None``: the
         network's output) and its width.
+    classes_ : ndarray
+        With ``fine_tune``: the labels the network was tuned on.
+    fine_tuning_history_ : History
+        With ``fine_tune``: training loss and validation accuracy per epoch.
+    fine_tuning_head_ : torch.nn.Sequential
+        With ``fine_tune``: the classification head trained with the network.
 
     See Also
     --------
@@ -162,6 +174,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         "on_error": ON_ERROR,
         "random_state": RANDOM_STATE[:2],
         "verbose": VERBOSE,
+        "fine_tune": (Options((None,)), InstanceOf((FineTuning,), "a FineTuning")),
     }
 
     def __init__(
@@ -180,6 +193,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         on_error: str = "raise",
         random_state: int | None = None,
         verbose: int = 0,
+        fine_tune: FineTuning | None = None,
     ) -> None:
         self.backbone = backbone
         self.weights = weights
@@ -194,22 +208,24 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
+        self.fine_tune = fine_tune
 
     def fit(self, X: Any, y: Any = None) -> CNNEmbedder:
-        """Build the network with its weights; no photo is read.
+        """Build the network with its weights; with ``fine_tune``, train it on ``(X, y)``.
 
         Parameters
         ----------
         X : sequence of images
-            Only checked to be a sequence of images.
-        y : ignored
+            Without ``fine_tune``, only checked to be a sequence of images.
+        y : array-like of shape (n_images,) or None
+            The products' labels; needed with ``fine_tune``, ignored otherwise.
 
         Returns
         -------
         self : CNNEmbedder
         """
         validate_params(self, self._parameter_constraints)
-        non_empty_images(X)
+        images = non_empty_images(X)
         built = build_backbone(
             self.backbone, self.weights, self.preprocessing, seed=self.random_state or 0
         )
@@ -219,6 +235,8 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         if self.crop_fraction is not None:
             self.preprocessing_ = self.preprocessing_.with_crop_fraction(self.crop_fraction)
         self.backbone_name_ = built.name
+        if self.fine_tune is not None:
+            self._tune(images, y)
         crop = self.preprocessing_.crop
         with torch.inference_mode():
             self.blocks_ = self._head().block_widths(torch.zeros(1, 3, crop, crop))
@@ -337,7 +355,41 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.non_deterministic = False
+        tags.target_tags.required = self.fine_tune is not None
         return tags
+
+    def _tune(self, images, y: Any) -> None:
+        """Fine-tune ``network_`` on the readable photos and their labels."""
+        if y is None:
+            raise ValueError("fine_tune trains on labelled photos: call fit(X, y)")
+        labels = column_or_1d(np.asarray(y, dtype=object))
+        if len(labels) != len(images):
+            raise ValueError(f"got {len(labels)} labels for {len(images)} photos")
+        readable = self._readable(images)
+        self.classes_, codes = np.unique(labels[readable], return_inverse=True)
+        tuned = fine_tune(
+            self.network_,
+            self.preprocessing_,
+            [images[i] for i in readable],
+            codes,
+            settings=self.fine_tune,
+            device=self.device,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+        )
+        self.network_, self.fine_tuning_history_, self.fine_tuning_head_ = tuned
+
+    def _readable(self, images) -> list[int]:
+        """Positions of the photos that decode; the others follow ``on_error``."""
+        failures: list[ImageReadError] = []
+        readable = [
+            position
+            for position, rgb in iter_images(images, on_error=self.on_error, failures=failures)
+            if rgb is not None
+        ]
+        report_unreadable(failures, self.on_error)
+        return readable
 
 
 def _embed(head: EmbeddingHead, batch: np.ndarray, device: torch.device) -> np.ndarray:

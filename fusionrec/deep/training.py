@@ -76,7 +76,7 @@ class FineTuning:
     epochs : int, default=10
         Most passes over the training photos; early stopping may end sooner.
     trainable_blocks : int or "all", default=3
-        How many of the network's last units (see :func:`network_units`)
+        How many of the network's last units (see ``network_units`` in this module)
         train along with the head; ``"all"`` trains the whole network (from
         scratch, with ``weights=None``); ``0`` the head alone.
     learning_rate : float, default=1e-3
@@ -88,7 +88,7 @@ class FineTuning:
     validation_fraction : float in [0, 1), default=0.1
         Share of the training photos held out, stratified by class, to pick
         the best epoch and stop early. Ignored when validation photos are
-        given to :func:`fine_tune`; 0 trains on everything, for all epochs.
+        given to ``fine_tune``; 0 trains on everything, for all epochs.
     patience : int or None, default=3
         Stop after this many epochs without a better validation accuracy;
         ``None`` runs every epoch. Either way, the weights of the best epoch

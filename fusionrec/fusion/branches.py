@@ -28,16 +28,17 @@ class Branch:
         self.extractor = extractor
         self.location = cache_location(memory)
 
-    def fit_transform(self, images: Sequence) -> np.ndarray:
+    def fit_transform(self, images: Sequence, y: Any = None) -> np.ndarray:
+        """Fit the extractor (``y`` reaches it, for a fine-tuned CNN) and extract."""
         if self.location is None:
             self.fitted_ = clone(self.extractor)
-            return self.fitted_.fit(images).transform(images)
+            return self.fitted_.fit(images, y).transform(images)
         if isinstance(self.extractor, BagOfVisualWords):
             pairs = self._described(images)
             readable = [pair for pair in pairs if pair is not None]
             self.fitted_ = clone(self.extractor).set_params(detector="precomputed").fit(readable)
             return self._encode(pairs)
-        self.fitted_ = clone(self.extractor).fit(images)
+        self.fitted_ = clone(self.extractor).fit(images, y)
         return self._embedded(images)
 
     def transform(self, images: Sequence, on_error: str | None = None) -> np.ndarray:

@@ -159,7 +159,9 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         if len(labels) != len(images):
             raise ValueError(f"X holds {len(images)} images but y holds {len(labels)} labels")
         self.branches_ = make_branches(self, self._branch_names())
-        blocks = {name: branch.fit_transform(images) for name, branch in self.branches_.items()}
+        blocks = {
+            name: branch.fit_transform(images, labels) for name, branch in self.branches_.items()
+        }
         dropped = _dropped_rows(blocks)
         self.dropped_indices_ = np.flatnonzero(dropped)
         kept = {name: block[~dropped] for name, block in blocks.items()}

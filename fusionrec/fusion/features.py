@@ -159,8 +159,8 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
         check_weights(self.weights)
 
     def fit(self, X: Any, y: Any = None) -> FusedFeatures:
-        """Fit both branches on the photos."""
-        self.fit_transform(X)
+        """Fit both branches on the photos (``y`` reaches a fine-tuned deep branch)."""
+        self.fit_transform(X, y)
         return self
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
@@ -168,7 +168,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
         self._check()
         images = non_empty_images(X)
         self.branches_ = make_branches(self, BRANCH_NAMES)
-        blocks = [branch.fit_transform(images) for branch in self.branches_.values()]
+        blocks = [branch.fit_transform(images, y) for branch in self.branches_.values()]
         self.n_features_out_ = sum(block.shape[1] for block in blocks)
         return normalise_blocks(blocks, self.weights)
 
