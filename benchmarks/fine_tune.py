@@ -3,6 +3,7 @@
     python benchmarks/fine_tune.py                          # the full measurement
     python benchmarks/fine_tune.py --per-class 3 --epochs 1 # a quick check that it runs
     python benchmarks/fine_tune.py --fused                  # also fused with the traditional branch
+    python benchmarks/fine_tune.py --save tuned.joblib      # keep the tuned CNNEmbedder (search.py)
     python benchmarks/fine_tune.py --small-images           # the small CNN from scratch, 28x28 gray
 
 Official split, fine labels: EfficientNet-Lite0 (bundled ImageNet weights) is
@@ -25,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import joblib
 import numpy as np
 import torch
 from PIL import Image
@@ -87,7 +89,8 @@ def report_history(tuned) -> None:
     print(f"  kept epoch {history.best_epoch + 1}{stopped}")
 
 
-def score_tuned(tuned, preprocessing, data: dict) -> None:
+def score_tuned(tuned, preprocessing, data: dict) -> CNNEmbedder:
+    """Score the tuned network on test; return it as a fitted CNNEmbedder."""
     embedder = CNNEmbedder(tuned.network, preprocessing=preprocessing, device="cpu")
     embedder.fit(data["train"][0][:1])
     train_rows = embedder.transform(data["train"][0])
@@ -103,6 +106,7 @@ def score_tuned(tuned, preprocessing, data: dict) -> None:
     print(
         f"test accuracy, LogisticRegression(C=1) on the tuned embeddings: {logistic_accuracy:.3f}"
     )
+    return embedder
 
 
 def score_fused(tuned, preprocessing, data: dict) -> None:
@@ -180,6 +184,9 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=2, help="decoding threads")
     parser.add_argument("--fused", action="store_true")
     parser.add_argument("--small-images", action="store_true")
+    parser.add_argument(
+        "--save", type=Path, default=None, help="joblib file for the tuned CNNEmbedder"
+    )
     arguments = parser.parse_args()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
@@ -199,7 +206,10 @@ def main() -> None:
     print(f"Grocery Store, fine labels: {sizes} photos; {settings}")
     backbone = build_backbone("efficientnet_lite0")
     tuned = train(backbone, data, settings, arguments.n_jobs)
-    score_tuned(tuned, backbone.preprocessing, data)
+    embedder = score_tuned(tuned, backbone.preprocessing, data)
+    if arguments.save:
+        joblib.dump(embedder, arguments.save)
+        print(f"saved the tuned CNNEmbedder to {arguments.save}")
     if arguments.fused:
         score_fused(tuned, backbone.preprocessing, data)
 

@@ -74,6 +74,22 @@ class InstanceOf:
         return self.description
 
 
+@dataclass(frozen=True)
+class Frozen:
+    """A ``sklearn.frozen.FrozenEstimator`` wrapping an instance of one of the given types."""
+
+    types: tuple
+    description: str
+
+    def __call__(self, value: Any) -> bool:
+        from sklearn.frozen import FrozenEstimator
+
+        return isinstance(value, FrozenEstimator) and isinstance(value.estimator, self.types)
+
+    def __str__(self) -> str:
+        return f"FrozenEstimator({self.description})"
+
+
 IS_NONE: Callable[[Any], bool] = Options((None,))
 RANDOM_STATE = (
     IS_NONE,

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.frozen import FrozenEstimator
 from torch.nn import functional
 
-from fusionrec import CNNEmbedder, FusedClassifier
+from fusionrec import CNNEmbedder, FusedClassifier, ProductIndex
 from fusionrec.deep import Preprocessing, build_backbone
 from fusionrec.deep.augmentation import Augmentation
 from fusionrec.deep.small_cnn import SmallCNN, build_small_cnn
@@ -372,3 +373,26 @@ def test_fused_classifier_passes_labels_to_a_fine_tuned_deep_branch(demo, tmp_pa
     assert len(deep.fine_tuning_history_.epochs) == 2
     assert list(deep.classes_) == list(range(10))
     assert model.dropped_indices_.tolist() == [len(photos) - 1]
+
+
+def test_a_fine_tuned_embedder_serves_product_search_unchanged(halves, tuned):
+    (catalogue, _), (queries, _) = halves
+    index = ProductIndex(deep=FrozenEstimator(tuned)).fit(catalogue)
+    served = index.branches_["deep"].fitted_
+    assert served is not tuned
+    assert served.fine_tuning_history_ is not None
+    expected = tuned.transform(queries[:3]) @ tuned.transform(catalogue).T
+    expected /= np.linalg.norm(tuned.transform(queries[:3]), axis=1)[:, None]
+    expected /= np.linalg.norm(tuned.transform(catalogue), axis=1)[None, :]
+    for matches, row in zip(index.query(queries[:3], k=5), expected, strict=True):
+        np.testing.assert_array_equal(matches.ids, np.argsort(-row, kind="stable")[:5])
+        np.testing.assert_allclose(matches.scores, np.sort(row)[::-1][:5], atol=1e-5)
+
+
+def test_a_frozen_fine_tuned_branch_is_not_tuned_again(demo, halves, tuned):
+    (photos, labels), (held_out, _) = halves
+    history = tuned.fine_tuning_history_
+    model = FusedClassifier(branch="deep", deep=FrozenEstimator(tuned)).fit(photos, labels)
+    deep = model.branches_["deep"].fitted_
+    assert deep.fine_tuning_history_.epochs == history.epochs
+    np.testing.assert_array_equal(deep.transform(held_out[:4]), tuned.transform(held_out[:4]))

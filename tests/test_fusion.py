@@ -4,6 +4,8 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.svm import LinearSVC
@@ -125,6 +127,7 @@ def test_skip_drops_photos_with_their_labels(split, memory):
         ({"branch": "both"}, "branch must be one of"),
         ({"fusion": "middle"}, "fusion must be one of"),
         ({"deep": "lite0"}, "deep must be None or a CNNEmbedder"),
+        ({"deep": FrozenEstimator(SMALL_TRADITIONAL)}, r"or FrozenEstimator\(a fitted CNNEmbedder"),
         ({"weights": 1.0}, "weights must be a pair of weights"),
         ({"weights": (1.0,)}, "two non-negative numbers"),
         ({"weights": (1.0, -0.5)}, "two non-negative numbers"),
@@ -194,6 +197,26 @@ def test_fused_features_leave_the_given_branches_untouched(demo):
     FusedFeatures(traditional=traditional, on_error="skip").fit(demo.data[:10])
     assert traditional.on_error == "raise"
     assert not hasattr(traditional, "codebook_")
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_frozen_branch_is_used_as_fitted_and_left_untouched(demo, tmp_path, cached):
+    photos = demo.data[::10]
+    vocabulary = clone(SMALL_TRADITIONAL).fit(demo.data[1::10])
+    frozen = FrozenEstimator(vocabulary)
+    fused = FusedFeatures(traditional=frozen, memory=tmp_path if cached else None, on_error="skip")
+    features = fused.fit_transform(photos)
+    width = vocabulary.n_features_out_
+    expected = vocabulary.transform(photos)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(features[:, :width], 0.5 * expected, atol=1e-5)
+    assert vocabulary.on_error == "raise"
+    assert clone(fused).traditional is frozen
+
+
+def test_an_unfitted_frozen_branch_is_named(demo):
+    with pytest.raises(NotFittedError, match="traditional branch is a FrozenEstimator around an"):
+        FusedFeatures(traditional=FrozenEstimator(clone(SMALL_TRADITIONAL))).fit(demo.data[:4])
 
 
 def test_normalise_blocks_keeps_nan_and_zero_rows():

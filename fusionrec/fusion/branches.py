@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -21,15 +22,22 @@ class Branch:
     Without a cache the extractor reads the photos itself. With one, the
     traditional branch caches each photo's keypoints and descriptors (the
     costly, vocabulary-free part) and refits only the vocabulary; the deep
-    branch caches each photo's embedding.
+    branch caches each photo's embedding. A ``frozen`` extractor is already
+    fitted and is used as it is.
     """
 
-    def __init__(self, extractor: BagOfVisualWords | CNNEmbedder, memory: Any = None) -> None:
+    def __init__(
+        self, extractor: BagOfVisualWords | CNNEmbedder, memory: Any = None, *, frozen: bool = False
+    ) -> None:
         self.extractor = extractor
         self.location = cache_location(memory)
+        self.frozen = frozen
 
     def fit_transform(self, images: Sequence, y: Any = None) -> np.ndarray:
         """Fit the extractor (``y`` reaches it, for a fine-tuned CNN) and extract."""
+        if self.frozen:
+            self.fitted_ = self._as_fitted()
+            return self.transform(images)
         if self.location is None:
             self.fitted_ = clone(self.extractor)
             return self.fitted_.fit(images, y).transform(images)
@@ -40,6 +48,12 @@ class Branch:
             return self._encode(pairs)
         self.fitted_ = clone(self.extractor).fit(images, y)
         return self._embedded(images)
+
+    def _as_fitted(self) -> BagOfVisualWords | CNNEmbedder:
+        """The frozen extractor, reading cached descriptors when keypoints are cached."""
+        if self.location is not None and isinstance(self.extractor, BagOfVisualWords):
+            return copy.deepcopy(self.extractor).set_params(detector="precomputed")
+        return self.extractor
 
     def transform(self, images: Sequence, on_error: str | None = None) -> np.ndarray:
         """Features of ``images``; ``on_error`` overrides the policy given at fit."""

@@ -14,11 +14,12 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._parallel import single_threaded_blas
-from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
+from .._validation import RUN_CONSTRAINTS, Options, validate_params
 from ..deep import CNNEmbedder
 from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
 from .features import (
+    BRANCH_CONSTRAINTS,
     BRANCH_NAMES,
     DEFAULT_WEIGHTS,
     check_weights,
@@ -55,7 +56,10 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         ``None``: RootSIFT Fisher vectors (64 words on 64 PCA dimensions).
     deep : CNNEmbedder or None, default=None
         ``None``: ImageNet EfficientNet-Lite0 (weights bundled), centre crop
-        keeping 0.75 of the shorter side.
+        keeping 0.75 of the shorter side. Either branch may come fitted,
+        wrapped in ``sklearn.frozen.FrozenEstimator``: it is then used as it
+        is, never refitted (a network fine-tuned once serves every fold of a
+        grid search).
     classifier : scikit-learn classifier or None, default=None
         Cloned for each use; ``None``: ``LogisticRegression(C=10)``. Late
         fusion calibrates one without ``predict_proba``.
@@ -101,9 +105,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {  # noqa: RUF012
         "branch": (Options(BRANCHES),),
         "fusion": (Options(FUSIONS),),
-        "traditional": (Options((None,)), InstanceOf((BagOfVisualWords,), "a BagOfVisualWords")),
-        "deep": (Options((None,)), InstanceOf((CNNEmbedder,), "a CNNEmbedder")),
-        "weights": (InstanceOf((tuple, list), "a pair of weights"),),
+        **BRANCH_CONSTRAINTS,
         **RUN_CONSTRAINTS,
     }
 

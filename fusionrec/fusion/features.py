@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
+from .._validation import IS_NONE, RUN_CONSTRAINTS, Frozen, InstanceOf, validate_params
 from ..deep import CNNEmbedder
 from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
@@ -19,6 +22,22 @@ from .branches import Branch
 BRANCH_NAMES = ("traditional", "deep")
 DEFAULT_WEIGHTS = (0.5, 1.0)
 """Block lengths (traditional, deep) of early fusion, chosen on the Grocery Store val split."""
+
+
+BRANCH_CONSTRAINTS = {
+    "traditional": (
+        IS_NONE,
+        InstanceOf((BagOfVisualWords,), "a BagOfVisualWords"),
+        Frozen((BagOfVisualWords,), "a fitted BagOfVisualWords"),
+    ),
+    "deep": (
+        IS_NONE,
+        InstanceOf((CNNEmbedder,), "a CNNEmbedder"),
+        Frozen((CNNEmbedder,), "a fitted CNNEmbedder"),
+    ),
+    "weights": (InstanceOf((tuple, list), "a pair of weights"),),
+}
+"""The branch parameters shared by FusedFeatures, FusedClassifier and ProductIndex."""
 
 
 def default_traditional(n_jobs: int | None, random_state: Any) -> BagOfVisualWords:
@@ -65,7 +84,11 @@ def normalise_blocks(blocks: Sequence[np.ndarray], weights: Sequence[float]) -> 
 
 
 def make_branches(estimator: Any, names: Sequence[str]) -> dict[str, Branch]:
-    """The branches an estimator uses, with its ``on_error``, ``verbose`` and ``memory``."""
+    """The branches an estimator uses, with its ``on_error``, ``verbose`` and ``memory``.
+
+    An extractor wrapped in ``FrozenEstimator`` is used as fitted (a copy, so
+    the caller's object is never changed); any other is cloned and refitted.
+    """
     extractors = {
         "traditional": default_traditional(estimator.n_jobs, estimator.random_state)
         if estimator.traditional is None
@@ -74,11 +97,25 @@ def make_branches(estimator: Any, names: Sequence[str]) -> dict[str, Branch]:
     }
     branches = {}
     for name in names:
-        extractor = clone(extractors[name]).set_params(on_error=estimator.on_error)
+        frozen = isinstance(extractors[name], FrozenEstimator)
+        extractor = _frozen_copy(extractors[name], name) if frozen else clone(extractors[name])
+        extractor.set_params(on_error=estimator.on_error)
         if estimator.verbose:
             extractor.set_params(verbose=estimator.verbose)
-        branches[name] = Branch(extractor, estimator.memory)
+        branches[name] = Branch(extractor, estimator.memory, frozen=frozen)
     return branches
+
+
+def _frozen_copy(frozen: FrozenEstimator, name: str) -> BagOfVisualWords | CNNEmbedder:
+    """A copy of the fitted extractor inside ``frozen``; a clear error if it is not fitted."""
+    try:
+        check_is_fitted(frozen.estimator)
+    except NotFittedError as error:
+        raise NotFittedError(
+            f"the {name} branch is a FrozenEstimator around an unfitted "
+            f"{type(frozen.estimator).__name__}: fit it before freezing it"
+        ) from error
+    return copy.deepcopy(frozen.estimator)
 
 
 class FusedFeatures(TransformerMixin, BaseEstimator):
@@ -94,7 +131,9 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
         64 PCA dimensions).
     deep : CNNEmbedder or None, default=None
         The CNN branch; ``None``: ImageNet EfficientNet-Lite0 with a centre
-        crop keeping 0.75 of the shorter side.
+        crop keeping 0.75 of the shorter side. Either branch may come fitted,
+        wrapped in ``sklearn.frozen.FrozenEstimator`` (a fine-tuned
+        ``CNNEmbedder``, say): it is then used as it is, never refitted.
     weights : tuple of two floats, default=(0.5, 1.0)
         Length of each branch's block per photo (traditional, deep) after
         normalisation.
@@ -126,12 +165,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     (20, 1288)
     """
 
-    _parameter_constraints: dict = {  # noqa: RUF012
-        "traditional": (Options((None,)), InstanceOf((BagOfVisualWords,), "a BagOfVisualWords")),
-        "deep": (Options((None,)), InstanceOf((CNNEmbedder,), "a CNNEmbedder")),
-        "weights": (InstanceOf((tuple, list), "a pair of weights"),),
-        **RUN_CONSTRAINTS,
-    }
+    _parameter_constraints: dict = {**BRANCH_CONSTRAINTS, **RUN_CONSTRAINTS}  # noqa: RUF012
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from .._validation import RUN_CONSTRAINTS, InstanceOf, Integer, Options, validat
 from ..deep import CNNEmbedder
 from ..fusion.classifier import BRANCHES
 from ..fusion.features import (
+    BRANCH_CONSTRAINTS,
     BRANCH_NAMES,
     DEFAULT_WEIGHTS,
     check_weights,
@@ -50,7 +51,10 @@ class ProductIndex(BaseEstimator):
         ``None``: RootSIFT Fisher vectors (64 words on 64 PCA dimensions),
         fitted on the catalogue photos given to ``fit``.
     deep : CNNEmbedder or None, default=None
-        ``None``: ImageNet EfficientNet-Lite0 (weights bundled).
+        ``None``: ImageNet EfficientNet-Lite0 (weights bundled), centre crop
+        keeping 0.75 of the shorter side. Either branch may come fitted,
+        wrapped in ``sklearn.frozen.FrozenEstimator``: a ``CNNEmbedder``
+        fine-tuned on labelled product photos, say. It is then used as it is.
     weights : tuple of two floats, default=(0.5, 1.0)
         Lengths of the traditional and deep blocks (``branch="fused"`` only),
         as in :class:`fusionrec.FusedClassifier`.
@@ -109,9 +113,7 @@ class ProductIndex(BaseEstimator):
 
     _parameter_constraints: dict = {  # noqa: RUF012
         "branch": (Options(BRANCHES),),
-        "traditional": (Options((None,)), InstanceOf((BagOfVisualWords,), "a BagOfVisualWords")),
-        "deep": (Options((None,)), InstanceOf((CNNEmbedder,), "a CNNEmbedder")),
-        "weights": (InstanceOf((tuple, list), "a pair of weights"),),
+        **BRANCH_CONSTRAINTS,
         "rerank": (Options(RERANKS),),
         "rerank_depth": (Integer(1),),
         "rerank_detector": (InstanceOf((str,), "a detector name"),),
