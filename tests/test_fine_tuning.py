@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from torch.nn import functional
 
@@ -396,3 +397,31 @@ def test_a_frozen_fine_tuned_branch_is_not_tuned_again(demo, halves, tuned):
     deep = model.branches_["deep"].fitted_
     assert deep.fine_tuning_history_.epochs == history.epochs
     np.testing.assert_array_equal(deep.transform(held_out[:4]), tuned.transform(held_out[:4]))
+
+
+def test_warm_start_continues_from_the_tuned_network_and_grows_the_head(demo, halves):
+    (photos, labels), (held_out, _) = halves
+    names = np.asarray(demo.target_names, dtype=object)[labels]
+    first = names != demo.target_names[9]  # one product arrives later
+    embedder = tuned_embedder(warm_start=True).fit(photos[first], names[first])
+    tuned_rows = embedder.transform(held_out[:4])
+    assert list(embedder.classes_) == sorted(set(names[first]))
+    head_only = FineTuning(epochs=1, trainable_blocks=0, validation_fraction=0, batch_size=16)
+    embedder.set_params(fine_tune=head_only).fit(photos, names)
+    assert list(embedder.classes_) == [*sorted(set(names[first])), demo.target_names[9]]
+    assert embedder.fine_tuning_head_[-1].out_features == 10
+    assert len(embedder.fine_tuning_history_.epochs) == 1
+    # only the head trained this time, so the network is still the first run's
+    np.testing.assert_array_equal(embedder.transform(held_out[:4]), tuned_rows)
+    restarted = clone(embedder).set_params(warm_start=False).fit(photos, names)
+    pretrained = CNNEmbedder(preprocessing=SMALL_LITE, runtime="torch").fit(held_out)
+    np.testing.assert_allclose(
+        restarted.transform(held_out[:4]), pretrained.transform(held_out[:4]), atol=1e-5
+    )
+
+
+def test_warm_start_without_a_fitted_network_fits_from_the_start(demo, halves):
+    (photos, labels), _ = halves
+    embedder = tuned_embedder(warm_start=True).fit(photos[::2], labels[::2])
+    assert len(embedder.fine_tuning_history_.epochs) == 2
+    assert list(embedder.classes_) == sorted(set(labels[::2]))

@@ -80,21 +80,27 @@ def test_joblib_round_trip_and_determinism(split, memory, tmp_path):
     np.testing.assert_array_equal(again.predict_proba(test), fitted.predict_proba(test))
 
 
-def test_grid_search_reads_each_photo_once(split, tmp_path, monkeypatch):
-    train, _, y_train, _ = split
-    described, embedded = [], []
+@pytest.fixture
+def photos_read(monkeypatch):
+    """The photos each branch reads from now on: described (keypoints) and embedded (CNN)."""
+    read = {"described": [], "embedded": []}
     describe, transform = BagOfVisualWords.describe, CNNEmbedder.transform
 
     def counting_describe(self, X):
-        described.extend(X)
+        read["described"].extend(X)
         return describe(self, X)
 
     def counting_transform(self, X):
-        embedded.extend(X)
+        read["embedded"].extend(X)
         return transform(self, X)
 
     monkeypatch.setattr(BagOfVisualWords, "describe", counting_describe)
     monkeypatch.setattr(CNNEmbedder, "transform", counting_transform)
+    return read
+
+
+def test_grid_search_reads_each_photo_once(split, tmp_path, photos_read):
+    train, _, y_train, _ = split
     search = GridSearchCV(
         model(tmp_path),
         {"branch": ["traditional", "deep", "fused"], "fusion": ["early", "late"]},
@@ -102,9 +108,22 @@ def test_grid_search_reads_each_photo_once(split, tmp_path, monkeypatch):
     )
     search.fit(train, y_train)
     assert len(search.cv_results_["params"]) == 6
-    assert sorted(described) == sorted(train)
-    assert sorted(embedded) == sorted(train)
+    assert sorted(photos_read["described"]) == sorted(train)
+    assert sorted(photos_read["embedded"]) == sorted(train)
     assert search.best_score_ > 0.8
+
+
+def test_refitting_with_feedback_reads_only_the_new_photos(split, tmp_path, photos_read):
+    train, test, y_train, y_test = split
+    model(tmp_path, branch="fused").fit(train, y_train)
+    photos_read["described"].clear()
+    photos_read["embedded"].clear()
+    corrected = y_train.copy()
+    corrected[0] = y_train[1]  # a label fixed by a reviewer
+    feedback = model(tmp_path, branch="fused").fit([*train, *test[:5]], [*corrected, *y_test[:5]])
+    assert sorted(photos_read["described"]) == sorted(test[:5])
+    assert sorted(photos_read["embedded"]) == sorted(test[:5])
+    assert feedback.score(test[:5], y_test[:5]) == 1.0
 
 
 def test_skip_drops_photos_with_their_labels(split, memory):

@@ -119,6 +119,12 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         labels given to ``fit(X, y)`` (see :class:`~fusionrec.deep.FineTuning`),
         then embed with the tuned network; ``None`` keeps the weights frozen
         and ``fit`` reads no photo.
+    warm_start : bool, default=False
+        With ``fine_tune``: a second ``fit`` continues training the tuned
+        network and head on the photos it is given (corrected labels, new
+        photos, new products) instead of starting again from the pretrained
+        weights. Products not seen before get new head rows. Give it the old
+        photos too, or the network drifts towards the new ones.
 
     Attributes
     ----------
@@ -132,9 +138,11 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         Each block of the embedding: the layer it comes from (``None``: the
         network's output) and its width.
     classes_ : ndarray
-        With ``fine_tune``: the labels the network was tuned on.
+        With ``fine_tune``: the labels the network was tuned on, in the order
+        of the head's rows (sorted, then any added by a warm start).
     fine_tuning_history_ : History
-        With ``fine_tune``: training loss and validation accuracy per epoch.
+        With ``fine_tune``: training loss and validation accuracy per epoch
+        of the latest ``fit``.
     fine_tuning_head_ : torch.nn.Sequential
         With ``fine_tune``: the classification head trained with the network.
 
@@ -175,6 +183,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         "random_state": RANDOM_STATE[:2],
         "verbose": VERBOSE,
         "fine_tune": (Options((None,)), InstanceOf((FineTuning,), "a FineTuning")),
+        "warm_start": (Options((True, False)),),
     }
 
     def __init__(
@@ -194,6 +203,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         random_state: int | None = None,
         verbose: int = 0,
         fine_tune: FineTuning | None = None,
+        warm_start: bool = False,
     ) -> None:
         self.backbone = backbone
         self.weights = weights
@@ -209,6 +219,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.fine_tune = fine_tune
+        self.warm_start = warm_start
 
     def fit(self, X: Any, y: Any = None) -> CNNEmbedder:
         """Build the network with its weights; with ``fine_tune``, train it on ``(X, y)``.
@@ -226,6 +237,9 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         """
         validate_params(self, self._parameter_constraints)
         images = non_empty_images(X)
+        if self._continues():
+            self._tune(images, y)
+            return self
         built = build_backbone(
             self.backbone, self.weights, self.preprocessing, seed=self.random_state or 0
         )
@@ -366,19 +380,27 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         if len(labels) != len(images):
             raise ValueError(f"got {len(labels)} labels for {len(images)} photos")
         readable = self._readable(images)
-        self.classes_, codes = np.unique(labels[readable], return_inverse=True)
+        continuing = self._continues()
+        self.classes_, codes = _class_codes(
+            labels[readable], self.classes_ if continuing else np.array([], dtype=object)
+        )
         tuned = fine_tune(
             self.network_,
             self.preprocessing_,
             [images[i] for i in readable],
             codes,
             settings=self.fine_tune,
+            head=self.fine_tuning_head_ if continuing else None,
             device=self.device,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
             verbose=self.verbose,
         )
         self.network_, self.fine_tuning_history_, self.fine_tuning_head_ = tuned
+
+    def _continues(self) -> bool:
+        """Whether this ``fit`` continues an earlier fine-tuning (``warm_start``)."""
+        return self.warm_start and self.fine_tune is not None and hasattr(self, "fine_tuning_head_")
 
     def _readable(self, images) -> list[int]:
         """Positions of the photos that decode; the others follow ``on_error``."""
@@ -390,6 +412,14 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         ]
         report_unreadable(failures, self.on_error)
         return readable
+
+
+def _class_codes(labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Classes and each label's index: ``known`` first, in order, then new labels sorted."""
+    new = np.setdiff1d(np.unique(labels), known)
+    classes = np.concatenate([known, new]) if len(known) else new
+    position = {label: index for index, label in enumerate(classes)}
+    return classes, np.array([position[label] for label in labels], dtype=np.int64)
 
 
 def _embed(head: EmbeddingHead, batch: np.ndarray, device: torch.device) -> np.ndarray:
