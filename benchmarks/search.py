@@ -2,6 +2,8 @@
 
     python benchmarks/search.py recall    # train split as catalogue, test photos as queries
     python benchmarks/search.py latency   # query latency and index memory, 2,640 and 100,000 items
+    python benchmarks/search.py recall --deep-model tuned.joblib  # a fine-tuned CNNEmbedder
+                                          # (saved by benchmarks/fine_tune.py --save)
 
 A query "hits" when a returned catalogue photo shows the query's product (fine label).
 """
@@ -14,7 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import joblib
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_ROOT, load_split, peak_rss_mib
@@ -41,16 +45,17 @@ def ranking_metrics(hits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def deep_branch(crop_fraction: float | None) -> CNNEmbedder | None:
+def deep_branch(crop_fraction: float | None, deep_model: Path | None):
+    """The index's deep branch: a saved, fitted CNNEmbedder (frozen), or Lite0 at a crop."""
+    if deep_model is not None:
+        return FrozenEstimator(joblib.load(deep_model))
     return None if crop_fraction is None else CNNEmbedder(crop_fraction=crop_fraction)
 
 
-def recall(root: Path, cache: Path, split: str, crop_fraction: float | None, depth: int) -> None:
+def recall(root: Path, cache: Path, split: str, deep, depth: int) -> None:
     catalogue, catalogue_labels = load_split(root, "train")
     queries, query_labels = load_split(root, split)
-    index = ProductIndex(
-        deep=deep_branch(crop_fraction), rerank="ransac", rerank_depth=depth, memory=cache, n_jobs=2
-    )
+    index = ProductIndex(deep=deep, rerank="ransac", rerank_depth=depth, memory=cache, n_jobs=2)
     started = time.perf_counter()
     index.fit(catalogue)
     print(
@@ -88,10 +93,10 @@ def grown_to(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
     return index
 
 
-def latency(root: Path, cache: Path, n_queries: int, crop_fraction: float | None) -> None:
+def latency(root: Path, cache: Path, n_queries: int, deep) -> None:
     catalogue, _ = load_split(root, "train")
     queries = load_split(root, "test")[0][:n_queries]
-    index = ProductIndex(deep=deep_branch(crop_fraction), rerank="ransac", memory=cache, n_jobs=2)
+    index = ProductIndex(deep=deep, rerank="ransac", memory=cache, n_jobs=2)
     index.fit(catalogue)
     index.query(queries[:3])  # warm up: ONNX export, thread pools
     keypoint_bytes = sum(keypoints.nbytes for keypoints in index.keypoints_)
@@ -123,11 +128,13 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=20, help="candidates re-ranked per query")
     parser.add_argument("--crop-fraction", type=float, default=None)
     parser.add_argument("-n", "--n-queries", type=int, default=200)
+    parser.add_argument("--deep-model", type=Path, default=None, help="a joblib CNNEmbedder")
     args = parser.parse_args()
+    deep = deep_branch(args.crop_fraction, args.deep_model)
     if args.part == "recall":
-        recall(args.root, args.cache, args.split, args.crop_fraction, args.depth)
+        recall(args.root, args.cache, args.split, deep, args.depth)
     else:
-        latency(args.root, args.cache, args.n_queries, args.crop_fraction)
+        latency(args.root, args.cache, args.n_queries, deep)
 
 
 if __name__ == "__main__":

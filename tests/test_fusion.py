@@ -82,9 +82,14 @@ def test_joblib_round_trip_and_determinism(split, memory, tmp_path):
 
 @pytest.fixture
 def photos_read(monkeypatch):
-    """The photos each branch reads from now on: described (keypoints) and embedded (CNN)."""
-    read = {"described": [], "embedded": []}
+    """From now on: the photos described (keypoints) and embedded (CNN), vocabularies learned."""
+    read = {"described": [], "embedded": [], "vocabularies learned": 0}
     describe, transform = BagOfVisualWords.describe, CNNEmbedder.transform
+    learn = BagOfVisualWords.fit
+
+    def counting_fit(self, X, y=None):
+        read["vocabularies learned"] += 1
+        return learn(self, X, y)
 
     def counting_describe(self, X):
         read["described"].extend(X)
@@ -96,6 +101,7 @@ def photos_read(monkeypatch):
 
     monkeypatch.setattr(BagOfVisualWords, "describe", counting_describe)
     monkeypatch.setattr(CNNEmbedder, "transform", counting_transform)
+    monkeypatch.setattr(BagOfVisualWords, "fit", counting_fit)
     return read
 
 
@@ -110,6 +116,9 @@ def test_grid_search_reads_each_photo_once(split, tmp_path, photos_read):
     assert len(search.cv_results_["params"]) == 6
     assert sorted(photos_read["described"]) == sorted(train)
     assert sorted(photos_read["embedded"]) == sorted(train)
+    # one vocabulary per fold, shared by the four settings that use it, and one for the refit
+    uses_keypoints = search.best_params_["branch"] != "deep"
+    assert photos_read["vocabularies learned"] == 3 + uses_keypoints
     assert search.best_score_ > 0.8
 
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import numbers
+import os
+import pickle
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 from sklearn.base import clone
 
 from ..deep import CNNEmbedder
 from ..deep.runtime import fingerprint
 from ..traditional import BagOfVisualWords
-from .cache import FeatureCache, cache_location, cached_per_photo
+from .cache import FeatureCache, cache_location, cached_per_photo, content_key
+
+_RUN_SETTINGS = ("on_error", "n_jobs", "verbose")
+"""Settings that change how a vocabulary is learned or used, never what it is."""
 
 
 class Branch:
@@ -43,11 +51,39 @@ class Branch:
             return self.fitted_.fit(images, y).transform(images)
         if isinstance(self.extractor, BagOfVisualWords):
             pairs = self._described(images)
-            readable = [pair for pair in pairs if pair is not None]
-            self.fitted_ = clone(self.extractor).set_params(detector="precomputed").fit(readable)
+            self.fitted_ = self._vocabulary(images, pairs)
             return self._encode(pairs)
         self.fitted_ = clone(self.extractor).fit(images, y)
         return self._embedded(images)
+
+    def _vocabulary(self, images: Sequence, pairs: list) -> BagOfVisualWords:
+        """The vocabulary learned from the described photos, from the cache when it is there.
+
+        A seeded vocabulary depends only on its settings and on the photos it
+        learns from, in order: cross-validation folds and the grid-search
+        candidates that share them learn it once. Unseeded ones are not cached.
+        """
+        readable = [i for i, pair in enumerate(pairs) if pair is not None]
+        vocabulary = clone(self.extractor).set_params(detector="precomputed")
+        seeded = isinstance(self.extractor.random_state, numbers.Integral)
+        keys = [content_key(images[i]) for i in readable] if seeded else [None]
+        if None in keys:
+            return vocabulary.fit([pairs[i] for i in readable])
+        settings = {
+            name: value
+            for name, value in sorted(self.extractor.get_params().items())
+            if name not in _RUN_SETTINGS
+        }
+        path = self.location / "vocabulary" / f"{_digest(repr(settings), *keys)}.joblib"
+        cached = _load_or_none(path)
+        if cached is not None:
+            return cached.set_params(**_run_settings(self.extractor))
+        vocabulary.fit([pairs[i] for i in readable])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        joblib.dump(vocabulary, partial)
+        os.replace(partial, path)  # readers never see half a file
+        return vocabulary
 
     def _as_fitted(self) -> BagOfVisualWords | CNNEmbedder:
         """The frozen extractor, reading cached descriptors when keypoints are cached."""
@@ -107,6 +143,26 @@ def _pack(pair: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
         return None
     positions, descriptors = pair
     return np.hstack([positions, descriptors]).astype(np.float32)
+
+
+def _load_or_none(path: Path) -> Any:
+    """What joblib stored at ``path``; ``None`` if it is missing or unreadable."""
+    try:
+        return joblib.load(path)
+    except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+        return None
+
+
+def _run_settings(extractor: BagOfVisualWords) -> dict:
+    return {name: getattr(extractor, name) for name in _RUN_SETTINGS}
+
+
+def _digest(*parts: str) -> str:
+    digest = hashlib.sha1()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def _safe(key: str) -> str:
