@@ -303,6 +303,15 @@ def test_unreadable_photo_raises_with_its_position(embedder, photos):
         embedder.transform([photos[0], photos[1], "missing.jpg"])
 
 
+def test_a_pickle_from_before_a_new_parameter_loads_with_its_default(embedder, photos):
+    state = embedder.__getstate__()
+    del state["warm_start"]
+    loaded = CNNEmbedder.__new__(CNNEmbedder)
+    loaded.__setstate__(state)
+    assert loaded.get_params()["warm_start"] is False
+    np.testing.assert_array_equal(loaded.transform(photos[:2]), embedder.transform(photos[:2]))
+
+
 def test_gpu_fitted_model_pickles_to_cpu(embedder):
     state = embedder.__getstate__()
     assert all(p.device.type == "cpu" for p in state["network_"].parameters())

@@ -365,6 +365,10 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
             state["network_"] = copy.deepcopy(state["network_"]).to("cpu")
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        """Load, giving parameters added since the pickle was made their defaults."""
+        super().__setstate__({**_ADDED_PARAMETERS, **state})
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
@@ -412,6 +416,10 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         ]
         report_unreadable(failures, self.on_error)
         return readable
+
+
+_ADDED_PARAMETERS = {"warm_start": False}
+"""Parameters newer than the first release that pickled CNNEmbedder, with their defaults."""
 
 
 def _class_codes(labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
