@@ -2,6 +2,7 @@
 
     python benchmarks/search.py recall    # train split as catalogue, test photos as queries
     python benchmarks/search.py latency   # query latency and index memory, 2,640 and 100,000 items
+    python benchmarks/search.py ann --items 100000  # search="ivf" (faiss) against exact search
     python benchmarks/search.py recall --deep-model tuned.joblib  # a fine-tuned CNNEmbedder
                                           # (saved by benchmarks/fine_tune.py --save)
 
@@ -73,14 +74,19 @@ def recall(root: Path, cache: Path, split: str, deep, depth: int) -> None:
         print(f"  {name:20} {shown}  ({1000 * seconds / len(queries):.0f} ms a query)")
 
 
-def latencies(index: ProductIndex, photos: np.ndarray) -> str:
-    timings = []
+def timed_queries(index: ProductIndex, photos: np.ndarray) -> tuple[str, list]:
+    """Query one photo at a time, k=10: the latency summary and the answers."""
+    timings, answers = [], []
     for photo in photos:
         started = time.perf_counter()
-        index.query([photo], k=10)
+        answers.extend(index.query([photo], k=10))
         timings.append(time.perf_counter() - started)
     median, p95 = np.percentile(timings, [50, 95]) * 1000
-    return f"median {median:.1f} ms, p95 {p95:.1f} ms"
+    return f"median {median:.1f} ms, p95 {p95:.1f} ms", answers
+
+
+def latencies(index: ProductIndex, photos: np.ndarray) -> str:
+    return timed_queries(index, photos)[0]
 
 
 def grown_to(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
@@ -91,6 +97,53 @@ def grown_to(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
     index.vectors_ = np.vstack([index.vectors_, padding])
     index.ids_ = np.concatenate([index.ids_, np.array([f"synthetic-{i}" for i in range(extra)])])
     return index
+
+
+def grown_with_look_alikes(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
+    """The index padded to ``n_items`` with noisy copies of its real items (cosine ~0.8 to them).
+
+    Unlike random unit vectors, these crowd around the real products as a
+    large catalogue's look-alikes do, which is what an inverted file must cope with.
+    """
+    extra = n_items - len(index.ids_)
+    rng = np.random.default_rng(seed)
+    sources = index.vectors_[rng.integers(len(index.ids_), size=extra)]
+    noise = rng.standard_normal(sources.shape, np.float32) * (0.75 / np.sqrt(sources.shape[1]))
+    index.vectors_ = np.vstack([index.vectors_, l2_normalise(sources + noise)])
+    index.ids_ = np.concatenate([index.ids_, np.array([f"look-alike-{i}" for i in range(extra)])])
+    return index
+
+
+def overlap(exact: list, approximate: list) -> str:
+    """How much of the exact top 10 (and top 1) the approximate answers kept."""
+    pairs = list(zip(exact, approximate, strict=True))
+    kept = np.mean([len(set(a.ids.tolist()) & set(e.ids.tolist())) / 10 for e, a in pairs])
+    first = np.mean([a.best == e.best for e, a in pairs])
+    return f"recall@10 of the exact top 10 {kept:.3f}, same best match {first:.3f}"
+
+
+def ann(root: Path, cache: Path, n_queries: int, deep, n_items: int) -> None:
+    catalogue, _ = load_split(root, "train")
+    queries = load_split(root, "test")[0][:n_queries]
+    index = ProductIndex(deep=deep, memory=cache, random_state=0).fit(catalogue)
+    index.query(queries[:3])  # warm up: ONNX export, thread pools
+    grown = grown_with_look_alikes(index, n_items)
+    print(f"{n_queries} test photos queried one at a time, k=10, against {n_items:,} items")
+    print(f"(2,640 real + look-alikes); vectors {grown.vectors_.nbytes / 2**20:.0f} MiB")
+    summary, exact = timed_queries(grown, queries)
+    print(f"  exact (numpy):         {summary}")
+    grown.set_params(search="ivf")
+    rss_before = peak_rss_mib()
+    started = time.perf_counter()
+    grown._nearest(grown.vectors_[:1], 1)  # learns the centroids and files the items
+    print(
+        f"  ivf: {len(grown.centroids_)} lists learned and filled in "
+        f"{time.perf_counter() - started:.1f} s; peak RSS {rss_before:.0f} -> "
+        f"{peak_rss_mib():.0f} MiB"
+    )
+    for n_probes in (4, 8, 16, 32, 64):
+        summary, answers = timed_queries(grown.set_params(n_probes=n_probes), queries)
+        print(f"  ivf, n_probes={n_probes:<3}     {summary}; {overlap(exact, answers)}")
 
 
 def latency(root: Path, cache: Path, n_queries: int, deep) -> None:
@@ -119,7 +172,7 @@ def latency(root: Path, cache: Path, n_queries: int, deep) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["recall", "latency"])
+    parser.add_argument("part", choices=["recall", "latency", "ann"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
@@ -128,11 +181,14 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=20, help="candidates re-ranked per query")
     parser.add_argument("--crop-fraction", type=float, default=None)
     parser.add_argument("-n", "--n-queries", type=int, default=200)
+    parser.add_argument("--items", type=int, default=100_000, help="catalogue size for 'ann'")
     parser.add_argument("--deep-model", type=Path, default=None, help="a joblib CNNEmbedder")
     args = parser.parse_args()
     deep = deep_branch(args.crop_fraction, args.deep_model)
     if args.part == "recall":
         recall(args.root, args.cache, args.split, deep, args.depth)
+    elif args.part == "ann":
+        ann(args.root, args.cache, args.n_queries, deep, args.items)
     else:
         latency(args.root, args.cache, args.n_queries, deep)
 

@@ -14,6 +14,7 @@ from fusionrec import BagOfVisualWords, CNNEmbedder, ProductIndex
 from fusionrec.images import ImageReadError, UnreadableImageWarning, load_image
 from fusionrec.search import Keypoints, Matches, count_inliers
 from fusionrec.search.index import INLIER_WEIGHT
+from fusionrec.search.inverted_file import default_n_lists
 
 SMALL_TRADITIONAL = BagOfVisualWords(
     "rootsift", n_words=16, encoding="vlad", max_side=160, random_state=0
@@ -237,8 +238,61 @@ def test_quantised_descriptors_stay_close_and_small():
         ({"branch": "colour"}, "branch must be one of"),
         ({"rerank": "sift"}, "rerank must be one of"),
         ({"rerank_depth": 0}, "rerank_depth must be an int"),
+        ({"search": "hnsw"}, "search must be one of"),
+        ({"n_probes": 0}, "n_probes must be an int"),
     ],
 )
 def test_bad_parameters_are_named_before_any_photo_is_read(params, message):
     with pytest.raises(ValueError, match=message):
         ProductIndex(**params).fit(["no-such-photo.jpg"])
+
+
+@pytest.fixture(scope="module")
+def ivf_index(catalogue, memory):
+    """An inverted-file index searching only the nearest of its lists."""
+    photos, ids, _ = catalogue
+    return ProductIndex(search="ivf", n_probes=1, memory=memory, random_state=0).fit(photos, ids)
+
+
+def test_inverted_file_finds_each_catalogue_photo_in_its_own_list(catalogue, ivf_index):
+    photos, ids, _ = catalogue
+    assert len(ivf_index.centroids_) == default_n_lists(len(ids)) > 1
+    results = ivf_index.query(photos, k=1)
+    assert [matches.best for matches in results] == list(ids)
+
+
+def test_inverted_file_probing_every_list_is_exact(catalogue, index, ivf_index):
+    _, _, queries = catalogue
+    everything = clone(ivf_index).set_params(n_probes=len(ivf_index.centroids_))
+    everything.fit(*catalogue[:2])
+    pairs = zip(index.query(queries, k=8), everything.query(queries, k=8), strict=True)
+    for exact, probed in pairs:
+        assert exact.ids.tolist() == probed.ids.tolist()
+        np.testing.assert_allclose(exact.scores, probed.scores, atol=1e-5)
+
+
+def test_inverted_file_follows_add_and_remove_and_pickling(catalogue, memory, tmp_path):
+    photos, ids, _ = catalogue
+    grown = ProductIndex(search="ivf", n_probes=1, memory=memory, random_state=0)
+    grown.fit(photos[10:], ids[10:]).query(photos[:1])  # files the lists
+    grown.add(photos[:10], ids[:10])
+    assert [m.best for m in grown.query(photos[:10], k=1)] == list(ids[:10])
+    grown.remove([ids[0]])
+    assert ids[0] not in grown.query(photos[:1], k=3)[0].ids.tolist()
+    joblib.dump(grown, tmp_path / "ivf.joblib")
+    loaded = joblib.load(tmp_path / "ivf.joblib")
+    for old, new in zip(grown.query(photos[:6], k=4), loaded.query(photos[:6], k=4), strict=True):
+        assert old.ids.tolist() == new.ids.tolist()
+
+
+def test_search_can_switch_to_the_inverted_file_after_fit(catalogue, memory):
+    photos, ids, _ = catalogue
+    switched = ProductIndex(memory=memory).fit(photos, ids).set_params(search="ivf", n_probes=1)
+    assert switched.query(photos[:3], k=1)[0].best == ids[0]
+    assert len(switched.centroids_) == default_n_lists(len(ids))
+
+
+def test_inverted_file_without_faiss_says_how_to_install_it(catalogue, monkeypatch):
+    monkeypatch.setattr("fusionrec.search.index.faiss_available", lambda: False)
+    with pytest.raises(ImportError, match=r"pip install 'fusionrec\[ann\]'"):
+        ProductIndex(search="ivf").fit(catalogue[0][:2])

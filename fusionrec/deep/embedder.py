@@ -6,7 +6,7 @@ import copy
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._pickling import NewParameterDefaults
 from .._validation import (
     ON_ERROR,
     RANDOM_STATE,
@@ -53,7 +54,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cpu")
 
 
-class CNNEmbedder(TransformerMixin, BaseEstimator):
+class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
     """Embed photos with a convolutional network's pooled features.
 
     The deep branch of the flowchart. The default, ImageNet EfficientNet-Lite0,
@@ -166,6 +167,7 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
     (4, 1280)
     """
 
+    _added_parameters: ClassVar[dict] = {"warm_start": False}
     _parameter_constraints: dict = {  # noqa: RUF012
         "backbone": (InstanceOf((str, nn.Module), "a model name or a torch.nn.Module"),),
         "layer": (
@@ -365,10 +367,6 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
             state["network_"] = copy.deepcopy(state["network_"]).to("cpu")
         return state
 
-    def __setstate__(self, state: dict) -> None:
-        """Load, giving parameters added since the pickle was made their defaults."""
-        super().__setstate__({**_ADDED_PARAMETERS, **state})
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
@@ -416,10 +414,6 @@ class CNNEmbedder(TransformerMixin, BaseEstimator):
         ]
         report_unreadable(failures, self.on_error)
         return readable
-
-
-_ADDED_PARAMETERS = {"warm_start": False}
-"""Parameters newer than the first release that pickled CNNEmbedder, with their defaults."""
 
 
 def _class_codes(labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

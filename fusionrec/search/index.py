@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from .._pickling import NewParameterDefaults
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Integer, Options, validate_params
 from ..deep import CNNEmbedder
 from ..fusion.classifier import BRANCHES
@@ -24,15 +25,17 @@ from ..fusion.features import (
 from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
 from .geometry import Keypoints, count_inliers
+from .inverted_file import InvertedFile, default_n_lists, faiss_available, train_centroids
 from .results import Matches
 from .vectors import l2_normalise, top_k
 
 RERANKS = (None, "ransac")
+SEARCHES = ("exact", "ivf")
 RERANK_KEYPOINTS = 500  # strongest keypoints kept per catalogue photo for re-ranking
 INLIER_WEIGHT = 0.01  # re-ranking score per verified match, added to the cosine similarity
 
 
-class ProductIndex(BaseEstimator):
+class ProductIndex(NewParameterDefaults, BaseEstimator):
     """Search a catalogue of product photos by photo, optionally re-ranked by geometry.
 
     ``fit`` extracts each catalogue photo's features with the chosen branch
@@ -58,6 +61,14 @@ class ProductIndex(BaseEstimator):
     weights : tuple of two floats, default=(0.5, 1.0)
         Lengths of the traditional and deep blocks (``branch="fused"`` only),
         as in :class:`fusionrec.FusedClassifier`.
+    search : {"exact", "ivf"}, default="exact"
+        ``"exact"`` compares each query with every item (numpy). ``"ivf"``
+        (needs ``pip install 'fusionrec[ann]'``: faiss-cpu) files the items
+        under about ``4 * sqrt(n)`` centroids learned in ``fit`` and compares
+        a query only with the items of its ``n_probes`` nearest lists: for
+        catalogues past 10^5 items, at the price of sometimes missing a match.
+    n_probes : int, default=32
+        Lists searched per query with ``search="ivf"``.
     rerank : {None, "ransac"}, default=None
         Re-rank the best candidates by geometrically verified keypoint matches.
     rerank_depth : int, default=20
@@ -89,6 +100,10 @@ class ProductIndex(BaseEstimator):
         The fitted feature extractors, by branch name.
     skipped_ids_ : ndarray
         Ids of the photos the last ``fit`` or ``add`` could not read.
+    centroids_ : ndarray or None
+        With ``search="ivf"``: the lists' centroids, learned in ``fit``
+        (seeded by ``random_state``). Items added later are filed under them;
+        refit to learn new ones when the catalogue has changed a lot.
 
     See Also
     --------
@@ -111,12 +126,15 @@ class ProductIndex(BaseEstimator):
     (3, True)
     """
 
+    _added_parameters: ClassVar[dict] = {"search": "exact", "n_probes": 32}
     _parameter_constraints: dict = {  # noqa: RUF012
         "branch": (Options(BRANCHES),),
         **BRANCH_CONSTRAINTS,
         "rerank": (Options(RERANKS),),
         "rerank_depth": (Integer(1),),
         "rerank_detector": (InstanceOf((str,), "a detector name"),),
+        "search": (Options(SEARCHES),),
+        "n_probes": (Integer(1),),
         **RUN_CONSTRAINTS,
     }
 
@@ -130,6 +148,8 @@ class ProductIndex(BaseEstimator):
         rerank: str | None = None,
         rerank_depth: int = 20,
         rerank_detector: str = "rootsift",
+        search: str = "exact",
+        n_probes: int = 32,
         memory: Any = None,
         on_error: str = "raise",
         n_jobs: int | None = None,
@@ -143,6 +163,8 @@ class ProductIndex(BaseEstimator):
         self.rerank = rerank
         self.rerank_depth = rerank_depth
         self.rerank_detector = rerank_detector
+        self.search = search
+        self.n_probes = n_probes
         self.memory = memory
         self.on_error = on_error
         self.n_jobs = n_jobs
@@ -164,6 +186,8 @@ class ProductIndex(BaseEstimator):
         """
         validate_params(self, self._parameter_constraints)
         check_weights(self.weights)
+        if self.search == "ivf" and not faiss_available():
+            raise ImportError("search='ivf' needs faiss-cpu: pip install 'fusionrec[ann]'")
         images = non_empty_images(X)
         ids = _new_ids(np.arange(len(images)) if ids is None else ids, len(images), ())
         names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)
@@ -173,7 +197,10 @@ class ProductIndex(BaseEstimator):
         self.ids_ = np.empty(0, dtype=object)
         self.vectors_ = np.empty((0, vectors.shape[1]), dtype=np.float32)
         self.keypoints_ = [] if self.rerank else None
+        self._inverted_file = None
         self._append(images, ids, vectors)
+        readable = len(self.vectors_) > 0
+        self.centroids_ = self._centroids() if self.search == "ivf" and readable else None
         return self
 
     def add(self, X: Any, ids: Any) -> ProductIndex:
@@ -205,6 +232,7 @@ class ProductIndex(BaseEstimator):
             raise KeyError(f"not in the index: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
         keep = np.array([item not in doomed for item in self.ids_.tolist()], dtype=bool)
         self.ids_, self.vectors_ = self.ids_[keep], self.vectors_[keep]
+        self._inverted_file = None  # positions moved: refiled at the next query
         if self.keypoints_ is not None:
             self.keypoints_ = [self.keypoints_[i] for i in np.flatnonzero(keep)]
         return self
@@ -236,7 +264,7 @@ class ProductIndex(BaseEstimator):
         readable = np.flatnonzero(~np.isnan(vectors).any(axis=1))
         k = min(k, len(self.ids_))
         depth = min(max(k, self.rerank_depth), len(self.ids_)) if self.rerank else k
-        indices, scores = top_k(vectors[readable], self.vectors_, depth)
+        indices, scores = self._nearest(vectors[readable], depth)
         results: list[Matches | None] = [None] * len(images)
         if self.rerank:
             described = self._keypoints([images[i] for i in readable])
@@ -252,6 +280,27 @@ class ProductIndex(BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
+    def __getstate__(self) -> dict:
+        """Pickle without the faiss lists, which are refiled from ``vectors_`` after loading."""
+        state = super().__getstate__()
+        state.pop("_inverted_file", None)
+        return state
+
+    def _nearest(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.search == "exact":
+            return top_k(queries, self.vectors_, k)
+        if getattr(self, "centroids_", None) is None:  # switched to "ivf" after fit
+            self.centroids_ = self._centroids()
+        if getattr(self, "_inverted_file", None) is None:
+            self._inverted_file = InvertedFile(self.centroids_, self.n_probes)
+            self._inverted_file.add(self.vectors_)
+        self._inverted_file.index.nprobe = min(self.n_probes, len(self.centroids_))
+        return self._inverted_file.search(queries, k, self.vectors_)
+
+    def _centroids(self) -> np.ndarray:
+        seed = self.random_state if isinstance(self.random_state, int) else 0
+        return train_centroids(self.vectors_, default_n_lists(len(self.vectors_)), seed)
+
     def _features(self, images: Sequence) -> np.ndarray:
         return self._combine(
             [branch.transform(images, self.on_error) for branch in self.branches_.values()]
@@ -266,6 +315,8 @@ class ProductIndex(BaseEstimator):
         self.skipped_ids_ = ids[~readable]
         self.ids_ = np.concatenate([self.ids_, ids[readable]])
         self.vectors_ = np.vstack([self.vectors_, vectors[readable]])
+        if getattr(self, "_inverted_file", None) is not None:
+            self._inverted_file.add(vectors[readable])
         if self.keypoints_ is not None:
             self.keypoints_ += self._keypoints([images[i] for i in np.flatnonzero(readable)])
 
