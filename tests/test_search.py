@@ -239,6 +239,7 @@ def test_quantised_descriptors_stay_close_and_small():
         ({"rerank": "sift"}, "rerank must be one of"),
         ({"rerank_depth": 0}, "rerank_depth must be an int"),
         ({"search": "hnsw"}, "search must be one of"),
+        ({"rerank": "ransac", "rerank_detector": "harris"}, "unknown detector 'harris'"),
         ({"n_probes": 0}, "n_probes must be an int"),
     ],
 )

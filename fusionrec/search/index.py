@@ -24,6 +24,7 @@ from ..fusion.features import (
 )
 from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
+from ..traditional.detectors import check_detector
 from .geometry import Keypoints, count_inliers
 from .inverted_file import InvertedFile, default_n_lists, faiss_available, train_centroids
 from .results import Matches
@@ -188,6 +189,8 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         check_weights(self.weights)
         if self.search == "ivf" and not faiss_available():
             raise ImportError("search='ivf' needs faiss-cpu: pip install 'fusionrec[ann]'")
+        if self.rerank:
+            check_detector(self.rerank_detector)
         images = non_empty_images(X)
         ids = _new_ids(np.arange(len(images)) if ids is None else ids, len(images), ())
         names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)

@@ -82,7 +82,8 @@ def available_detectors() -> list[str]:
     return names
 
 
-def _check_available(name: str) -> DetectorSpec:
+def check_detector(name: str) -> DetectorSpec:
+    """The detector's spec; a clear error if the name is unknown or this build lacks it."""
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose one of {sorted(DETECTORS)}")
     spec = DETECTORS[name]
@@ -123,7 +124,7 @@ class LocalFeatures:
         dense_step: int = 8,
         dense_scales: tuple[float, ...] = (16.0, 32.0),
     ) -> None:
-        self.spec = _check_available(name)
+        self.spec = check_detector(name)
         self.name = name
         self.max_keypoints = max_keypoints
         self.dense_step = dense_step
