@@ -4,6 +4,8 @@
     python benchmarks/fine_tune.py --per-class 3 --epochs 1 # a quick check that it runs
     python benchmarks/fine_tune.py --fused                  # also fused with the traditional branch
     python benchmarks/fine_tune.py --save tuned.joblib      # keep the tuned CNNEmbedder (search.py)
+    python benchmarks/fine_tune.py --load tuned.joblib --choose  # val: crop, fusion weight, C
+    python benchmarks/fine_tune.py --load tuned.joblib --fused --crop-fraction 0.8  # test
     python benchmarks/fine_tune.py --small-images           # the small CNN from scratch, 28x28 gray
 
 Official split, fine labels: EfficientNet-Lite0 (bundled ImageNet weights) is
@@ -20,6 +22,7 @@ ten largest coarse classes, shrunk to 28 x 28 gray, learnt by ``small_cnn``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -30,6 +33,7 @@ import joblib
 import numpy as np
 import torch
 from PIL import Image
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,6 +44,7 @@ from fusionrec._parallel import single_threaded_blas
 from fusionrec.deep import build_backbone
 from fusionrec.deep.augmentation import Augmentation
 from fusionrec.deep.training import FineTuning, fine_tune
+from fusionrec.fusion.features import normalise_blocks
 from fusionrec.images import load_image
 
 SMALL_CLASSES = 10
@@ -109,17 +114,45 @@ def score_tuned(tuned, preprocessing, data: dict) -> CNNEmbedder:
     return embedder
 
 
-def score_fused(tuned, preprocessing, data: dict) -> None:
-    deep = CNNEmbedder(tuned.network, preprocessing=preprocessing)
-    with tempfile.TemporaryDirectory() as cache:
+def with_crop(tuned: CNNEmbedder, crop_fraction: float | None, photo) -> CNNEmbedder:
+    """The tuned network as a fitted CNNEmbedder whose centre crop keeps ``crop_fraction``."""
+    return CNNEmbedder(
+        tuned.network_, preprocessing=tuned.preprocessing_, crop_fraction=crop_fraction
+    ).fit([photo])
+
+
+def score_fused(tuned: CNNEmbedder, data: dict, crop_fraction: float | None, cache: Path) -> None:
+    """Test accuracy of the frozen tuned network alone and fused early, as FusedClassifier does."""
+    deep = FrozenEstimator(with_crop(tuned, crop_fraction, data["train"][0][0]))
+    for branch in ("deep", "fused"):
         started = time.perf_counter()
-        model = FusedClassifier("fused", "early", deep=deep, memory=cache, n_jobs=2, random_state=0)
-        model.fit(*data["train"])
-        score = model.score(*data["test"])
-    print(
-        f"test accuracy, fused (early) with the tuned Lite0: {score:.3f} "
-        f"({time.perf_counter() - started:.0f} s)"
-    )
+        model = FusedClassifier(branch, deep=deep, memory=cache, n_jobs=2, random_state=0)
+        score = model.fit(*data["train"]).score(*data["test"])
+        print(
+            f"test accuracy, FusedClassifier({branch!r}) with the tuned Lite0 at crop "
+            f"{crop_fraction}: {score:.3f} ({time.perf_counter() - started:.0f} s)"
+        )
+
+
+def choose(tuned: CNNEmbedder, data: dict, cache: Path) -> None:
+    """Val accuracy of the tuned network alone and fused, per crop, block weight and C."""
+    (train, y_train), (val, y_val) = data["train"], data["val"]
+    keypoints = FusedClassifier("traditional", memory=cache, n_jobs=2, random_state=0)
+    fisher = keypoints.fit(train, y_train).branches_["traditional"]
+    traditional = fisher.transform(train), fisher.transform(val)
+    for crop_fraction in (None, 0.8, 0.75):
+        embedder = with_crop(tuned, crop_fraction, train[0])
+        deep = embedder.transform(train), embedder.transform(val)
+        for weight, c in itertools.product((0, 0.25, 0.5, 0.75), (1.0, 10.0)):
+            blocks = [traditional, deep] if weight else [deep]
+            weights = [weight, 1.0] if weight else [1.0]
+            fit_rows = normalise_blocks([block[0] for block in blocks], weights)
+            val_rows = normalise_blocks([block[1] for block in blocks], weights)
+            with single_threaded_blas():
+                classifier = LogisticRegression(C=c, max_iter=3000).fit(fit_rows, y_train)
+                accuracy = classifier.score(val_rows, y_val)
+            name = f"fused, traditional weight {weight}" if weight else "tuned network alone"
+            print(f"  val, crop {crop_fraction}, {name}, C={c:g}: {accuracy:.3f}", flush=True)
 
 
 def gray_thumbnails(paths: np.ndarray) -> np.ndarray:
@@ -187,6 +220,12 @@ def main() -> None:
     parser.add_argument(
         "--save", type=Path, default=None, help="joblib file for the tuned CNNEmbedder"
     )
+    parser.add_argument("--load", type=Path, default=None, help="a saved tuned CNNEmbedder")
+    parser.add_argument("--choose", action="store_true", help="compare crops and fusion on val")
+    parser.add_argument("--crop-fraction", type=float, default=None, help="crop for --fused")
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
+    )
     arguments = parser.parse_args()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
@@ -204,14 +243,20 @@ def main() -> None:
     data = splits(arguments.root, arguments.per_class)
     sizes = ", ".join(f"{len(labels)} {name}" for name, (_, labels) in data.items())
     print(f"Grocery Store, fine labels: {sizes} photos; {settings}")
-    backbone = build_backbone("efficientnet_lite0")
-    tuned = train(backbone, data, settings, arguments.n_jobs)
-    embedder = score_tuned(tuned, backbone.preprocessing, data)
+    if arguments.load:
+        embedder = joblib.load(arguments.load)
+        print(f"loaded the tuned CNNEmbedder from {arguments.load}")
+    else:
+        backbone = build_backbone("efficientnet_lite0")
+        tuned = train(backbone, data, settings, arguments.n_jobs)
+        embedder = score_tuned(tuned, backbone.preprocessing, data)
     if arguments.save:
         joblib.dump(embedder, arguments.save)
         print(f"saved the tuned CNNEmbedder to {arguments.save}")
+    if arguments.choose:
+        choose(embedder, data, arguments.cache)
     if arguments.fused:
-        score_fused(tuned, backbone.preprocessing, data)
+        score_fused(embedder, data, arguments.crop_fraction, arguments.cache)
 
 
 if __name__ == "__main__":
