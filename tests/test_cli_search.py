@@ -4,10 +4,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from fusionrec import BagOfVisualWords, FusedClassifier
 from fusionrec.cli import main
-from fusionrec.cli.model_file import save
+from fusionrec.cli.model_file import load, save
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +80,38 @@ def test_errors_are_one_line(catalogue, index_file, tmp_path, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     _fails_with(capsys, ["search", str(index_file), str(broken)], "broken.jpg")
+
+
+@pytest.fixture(scope="module")
+def tuned_model(catalogue, tmp_path_factory):
+    """A deep classifier whose CNN the CLI fine-tuned for one epoch on the catalogue's folders."""
+    path = tmp_path_factory.mktemp("tuned") / "tuned.joblib"
+    argv = ["train", str(catalogue), "-o", str(path), "--branch", "deep", "--fine-tune", "1"]
+    assert main(argv) == 0
+    return path
+
+
+def test_a_network_fine_tuned_by_train_serves_the_index(catalogue, tuned_model, tmp_path):
+    tuned = load(tuned_model)[0].branches_["deep"].fitted_
+    assert len(tuned.fine_tuning_history_.epochs) == 1
+    index_path = tmp_path / "index.joblib"
+    argv = ["index", str(catalogue), "-o", str(index_path), "--deep-from", str(tuned_model)]
+    assert main(argv) == 0
+    index = load(index_path, kind="index")[0]
+    photos = sorted(str(path) for path in catalogue.rglob("*.jpg") if path.name[0] != ".")
+    served = index.branches_["deep"].fitted_
+    np.testing.assert_array_equal(served.transform(photos[:2]), tuned.transform(photos[:2]))
+    assert index.query(photos[:1], k=1)[0].best == Path(photos[0]).relative_to(catalogue).as_posix()
+
+
+def test_fine_tuning_and_borrowed_networks_are_checked(catalogue, tuned_model, tmp_path, capsys):
+    keypoints_only = ["train", str(catalogue), "--branch", "traditional", "--fine-tune", "1"]
+    _fails_with(capsys, keypoints_only, "--fine-tune trains the CNN")
+    borrowed = ["index", str(catalogue), "--deep-from", str(tuned_model), "--backbone", "resnet18"]
+    _fails_with(capsys, borrowed, "leave out --backbone and --weights")
+    photos = sorted(str(path) for path in catalogue.rglob("*.jpg") if path.name[0] != ".")
+    keypoints = FusedClassifier("traditional", traditional=BagOfVisualWords(n_words=4))
+    labels = [Path(photo).parent.name for photo in photos]
+    keypoint_model = save(keypoints.fit(photos, labels), tmp_path / "keypoints.joblib")
+    no_network = ["index", str(catalogue), "--deep-from", str(keypoint_model)]
+    _fails_with(capsys, no_network, "classifies by keypoints alone")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 
 from ..datasets.folder import IMAGE_EXTENSIONS
 from ..search import ProductIndex
@@ -29,7 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Extract the features of every photo under FOLDER (sub-folders included)"
         " and save a search index that 'fusionrec search' reads. Each photo's id is its path"
         " relative to FOLDER.",
-        epilog="example: fusionrec index catalogue/ -o index.joblib --rerank",
+        epilog="examples: fusionrec index catalogue/ -o index.joblib --rerank;"
+        " fusionrec index catalogue/ -o index.joblib --deep-from tuned.joblib",
     )
     parser.add_argument("folder", metavar="FOLDER", help="folder of catalogue photos")
     add_output_options(parser, "index.joblib", "index")
@@ -46,6 +48,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         " by geometrically verified keypoint matches (slower, more exact)",
     )
     add_feature_options(parser)
+    parser.add_argument(
+        "--deep-from",
+        metavar="MODEL",
+        help="embed with the CNN of a model file that 'fusionrec train' wrote (one trained"
+        " with --fine-tune, say) instead of a fresh one",
+    )
     add_run_options(parser)
     add_verbose_option(parser)
     parser.set_defaults(run=run)
@@ -69,13 +77,28 @@ def photos_under(folder: str | Path) -> list[Path]:
     return photos
 
 
+def trained_network(args: argparse.Namespace) -> FrozenEstimator:
+    """The fitted CNN of the model file ``--deep-from`` names, to be used as it is."""
+    if args.backbone or args.weights:
+        raise CommandError("--deep-from brings its own CNN: leave out --backbone and --weights")
+    model, _ = model_file.load(args.deep_from)
+    if "deep" not in model.branches_:
+        raise CommandError(
+            f"{args.deep_from} classifies by keypoints alone: it has no CNN to search with"
+        )
+    return FrozenEstimator(model.branches_["deep"].fitted_)
+
+
 def run(args: argparse.Namespace) -> int:
     """Index the folder's photos and save the index."""
     photos = photos_under(args.folder)
     ids = [path.relative_to(args.folder).as_posix() for path in photos]
+    features = extractors(args, len(photos))
+    if args.deep_from:
+        features["deep"] = trained_network(args)
     index = ProductIndex(
         args.branch,
-        **extractors(args, len(photos)),
+        **features,
         rerank="ransac" if args.rerank else None,
         on_error=args.on_error,
         n_jobs=args.n_jobs,
