@@ -8,7 +8,7 @@
     python benchmarks/fine_tune.py --load tuned.joblib --fused --crop-fraction 0.8  # test
     python benchmarks/fine_tune.py --small-images           # the small CNN from scratch, 28x28 gray
 
-Official split, fine labels: EfficientNet-Lite0 (bundled ImageNet weights) is
+Official split, fine labels: EfficientNet-Lite0 (bundled ImageNet weights; ``--backbone``) is
 fine-tuned on the train split, with the val split picking the best epoch and
 stopping early; the test split is scored with the network's own head and with
 a LogisticRegression on the tuned embeddings (and, with ``--fused``, by
@@ -129,7 +129,7 @@ def score_fused(tuned: CNNEmbedder, data: dict, crop_fraction: float | None, cac
         model = FusedClassifier(branch, deep=deep, memory=cache, n_jobs=2, random_state=0)
         score = model.fit(*data["train"]).score(*data["test"])
         print(
-            f"test accuracy, FusedClassifier({branch!r}) with the tuned Lite0 at crop "
+            f"test accuracy, FusedClassifier({branch!r}) with the tuned network at crop "
             f"{crop_fraction}: {score:.3f} ({time.perf_counter() - started:.0f} s)"
         )
 
@@ -208,6 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--per-class", type=int, default=None, help="photos per class and split")
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="e.g. efficientnet_lite2")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--blocks", default="3", help="trainable_blocks: a number or 'all'")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -247,7 +248,7 @@ def main() -> None:
         embedder = joblib.load(arguments.load)
         print(f"loaded the tuned CNNEmbedder from {arguments.load}")
     else:
-        backbone = build_backbone("efficientnet_lite0")
+        backbone = build_backbone(arguments.backbone)
         tuned = train(backbone, data, settings, arguments.n_jobs)
         embedder = score_tuned(tuned, backbone.preprocessing, data)
     if arguments.save:

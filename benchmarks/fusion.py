@@ -2,6 +2,7 @@
 
     python benchmarks/fusion.py accuracy   # traditional, deep, fused early, fused late
     python benchmarks/fusion.py grid       # 5-fold GridSearchCV over 6 settings vs one extraction
+    python benchmarks/fusion.py grid -n 300 --profile  # the same, and where its time goes
     python benchmarks/fusion.py choose     # the val-split comparisons behind the defaults
 
 Defaults throughout: RootSIFT Fisher vectors (64 words, PCA 64) and frozen
@@ -12,6 +13,9 @@ L2-normalised blocks, the traditional block weighted 0.5 in early fusion.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import pstats
 import sys
 import tempfile
 import time
@@ -62,7 +66,13 @@ def accuracy(root: Path, cache: Path) -> None:
         )
 
 
-def grid(root: Path, n_images: int) -> None:
+PROFILED = (
+    r"mixture/_base.py:\d+\(fit\)|linear_model/_logistic.py:\d+\(fit\)"
+    r"|bag_of_words.py:\d+\(transform\)|cache.py:\d+\(load\)|backbones.py:\d+\(build_backbone\)"
+)
+
+
+def grid(root: Path, n_images: int, profile: bool) -> None:
     train, y_train = load_split(root, "train")
     chosen = np.random.default_rng(0).permutation(len(train))[:n_images]
     photos, labels = train[chosen], y_train[chosen]
@@ -70,6 +80,7 @@ def grid(root: Path, n_images: int) -> None:
     default_traditional(2, 0).describe(photos)
     default_deep().fit(photos).transform(photos)
     one_pass = time.perf_counter() - started
+    profiler = cProfile.Profile()
     with tempfile.TemporaryDirectory() as cache:
         search = GridSearchCV(
             FusedClassifier(memory=cache, n_jobs=2, random_state=0),
@@ -77,12 +88,15 @@ def grid(root: Path, n_images: int) -> None:
             cv=5,
         )
         started = time.perf_counter()
-        search.fit(photos, labels)
+        with profiler if profile else contextlib.nullcontext():
+            search.fit(photos, labels)
         searching = time.perf_counter() - started
     print(f"{n_images} training photos; one extraction pass (describe + embed): {one_pass:.0f} s")
     print(f"  5-fold GridSearchCV over 6 settings with memory: {searching:.0f} s")
     print(f"  ratio: {searching / one_pass:.2f}x")
     print(f"  best: {search.best_params_}, cross-validated accuracy {search.best_score_:.3f}")
+    if profile:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(PROFILED)
 
 
 LAYERS = ["blocks.5", "blocks.6", "global_pool"]
@@ -146,13 +160,14 @@ def main() -> None:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
     )
     parser.add_argument("-n", "--n-images", type=int, default=600)
+    parser.add_argument("--profile", action="store_true", help="grid: where the time goes")
     args = parser.parse_args()
     if args.part == "accuracy":
         accuracy(args.root, args.cache)
     elif args.part == "choose":
         choose(args.root, args.cache)
     else:
-        grid(args.root, args.n_images)
+        grid(args.root, args.n_images, args.profile)
 
 
 if __name__ == "__main__":
