@@ -54,6 +54,18 @@ def test_search_prints_json(catalogue, index_file, capsys):
     assert all(len(result["scores"]) == 2 and "inliers" in result for result in results)
 
 
+def test_index_with_an_inverted_file_finds_the_photo_itself(catalogue, tmp_path, capsys):
+    path = tmp_path / "ivf.joblib"
+    assert main(["index", str(catalogue), "-o", str(path), "--search", "ivf"]) == 0
+    index = load(path, kind="index")[0]
+    assert index.search == "ivf"
+    assert len(index.centroids_) >= 1
+    photo = sorted((catalogue / "Kiwi").iterdir())[0]
+    capsys.readouterr()
+    assert main(["search", str(path), str(photo), "-k", "1"]) == 0
+    assert f"1. Kiwi/{photo.name}" in capsys.readouterr().out
+
+
 def test_index_says_what_it_did(catalogue, tmp_path, capsys):
     assert main(["index", str(catalogue), "-o", str(tmp_path / "i.joblib")]) == 0
     out = capsys.readouterr().out

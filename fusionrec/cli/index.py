@@ -11,6 +11,7 @@ from sklearn.frozen import FrozenEstimator
 
 from ..datasets.folder import IMAGE_EXTENSIONS
 from ..search import ProductIndex
+from ..search.index import SEARCHES
 from . import model_file
 from .errors import CommandError
 from .options import (
@@ -46,6 +47,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep keypoints of every photo, so that searches re-rank their best 20 candidates"
         " by geometrically verified keypoint matches (slower, more exact)",
+    )
+    parser.add_argument(
+        "--search",
+        choices=SEARCHES,
+        default="exact",
+        help="compare a query with every photo (exact), or only with the photos filed near it"
+        " (ivf: faiss-cpu, pip install 'fusionrec[ann]'; for catalogues past 100,000 photos)"
+        " (default: %(default)s)",
     )
     add_feature_options(parser)
     parser.add_argument(
@@ -100,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         args.branch,
         **features,
         rerank="ransac" if args.rerank else None,
+        search=args.search,
         on_error=args.on_error,
         n_jobs=args.n_jobs,
         random_state=args.seed,
