@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 
 from .images.errors import ON_ERROR_CHOICES
 
@@ -82,8 +83,6 @@ class Frozen:
     description: str
 
     def __call__(self, value: Any) -> bool:
-        from sklearn.frozen import FrozenEstimator
-
         return isinstance(value, FrozenEstimator) and isinstance(value.estimator, self.types)
 
     def __str__(self) -> str:

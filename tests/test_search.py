@@ -294,6 +294,6 @@ def test_search_can_switch_to_the_inverted_file_after_fit(catalogue, memory):
 
 
 def test_inverted_file_without_faiss_says_how_to_install_it(catalogue, monkeypatch):
-    monkeypatch.setattr("fusionrec.search.index.faiss_available", lambda: False)
+    monkeypatch.setattr("fusionrec.search.inverted_file.faiss_available", lambda: False)
     with pytest.raises(ImportError, match=r"pip install 'fusionrec\[ann\]'"):
         ProductIndex(search="ivf").fit(catalogue[0][:2])

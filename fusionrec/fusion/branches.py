@@ -50,13 +50,14 @@ class Branch:
             self.fitted_ = clone(self.extractor)
             return self.fitted_.fit(images, y).transform(images)
         if isinstance(self.extractor, BagOfVisualWords):
-            pairs = self._described(images)
-            self.fitted_ = self._vocabulary(images, pairs)
+            keys = [content_key(image) for image in images]
+            pairs = self._described(images, keys)
+            self.fitted_ = self._vocabulary(pairs, keys)
             return self._encode(pairs)
         self.fitted_ = clone(self.extractor).fit(images, y)
         return self._embedded(images)
 
-    def _vocabulary(self, images: Sequence, pairs: list) -> BagOfVisualWords:
+    def _vocabulary(self, pairs: list, keys: list[str | None]) -> BagOfVisualWords:
         """The vocabulary learned from the described photos, from the cache when it is there.
 
         A seeded vocabulary depends only on its settings and on the photos it
@@ -65,16 +66,16 @@ class Branch:
         """
         readable = [i for i, pair in enumerate(pairs) if pair is not None]
         vocabulary = clone(self.extractor).set_params(detector="precomputed")
+        learned_from = [keys[i] for i in readable]
         seeded = isinstance(self.extractor.random_state, numbers.Integral)
-        keys = [content_key(images[i]) for i in readable] if seeded else [None]
-        if None in keys:
+        if not seeded or None in learned_from:
             return vocabulary.fit([pairs[i] for i in readable])
         settings = {
             name: value
             for name, value in sorted(self.extractor.get_params().items())
             if name not in _RUN_SETTINGS
         }
-        path = self.location / "vocabulary" / f"{_digest(repr(settings), *keys)}.joblib"
+        path = self.location / "vocabulary" / f"{_digest(repr(settings), *learned_from)}.joblib"
         cached = _load_or_none(path)
         if cached is not None:
             return cached.set_params(**_run_settings(self.extractor))
@@ -102,13 +103,14 @@ class Branch:
             return self._encode(self._described(images))
         return self._embedded(images)
 
-    def _described(self, images: Sequence) -> list:
+    def _described(self, images: Sequence, keys: list[str | None] | None = None) -> list:
         settings = self.extractor.get_params()
         key = _safe("describe-{detector}-{max_side}-{max_keypoints}".format(**settings))
         packed = cached_per_photo(
             images,
             lambda photos: [_pack(pair) for pair in self.extractor.describe(photos)],
             FeatureCache(self.location, key),
+            keys,
         )
         return [None if rows is None else (rows[:, :2], rows[:, 2:]) for rows in packed]
 

@@ -88,15 +88,18 @@ def cached_per_photo(
     images: Sequence,
     compute: Callable[[list], list[np.ndarray | None]],
     cache: FeatureCache | None,
+    keys: Sequence[str | None] | None = None,
 ) -> list[np.ndarray | None]:
     """Per-photo results of ``compute``, computing only the photos the cache lacks.
 
     ``compute`` takes a list of photos and returns one array per photo, or
-    ``None`` for a photo it dropped (which is never cached).
+    ``None`` for a photo it dropped (which is never cached). ``keys``: the
+    photos' :func:`content_key`, where the caller has them already.
     """
     if cache is None:
         return compute(list(images))
-    keys = [content_key(image) for image in images]
+    if keys is None:
+        keys = [content_key(image) for image in images]
     results = [cache.load(key) for key in keys]
     missing = [i for i, result in enumerate(results) if result is None]
     if missing:

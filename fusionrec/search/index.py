@@ -26,7 +26,7 @@ from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
 from ..traditional.detectors import check_detector
 from .geometry import Keypoints, count_inliers
-from .inverted_file import InvertedFile, default_n_lists, faiss_available, train_centroids
+from .inverted_file import InvertedFile, default_n_lists, require_faiss, train_centroids
 from .results import Matches
 from .vectors import l2_normalise, top_k
 
@@ -187,8 +187,8 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         """
         validate_params(self, self._parameter_constraints)
         check_weights(self.weights)
-        if self.search == "ivf" and not faiss_available():
-            raise ImportError("search='ivf' needs faiss-cpu: pip install 'fusionrec[ann]'")
+        if self.search == "ivf":
+            require_faiss()
         if self.rerank:
             check_detector(self.rerank_detector)
         images = non_empty_images(X)
@@ -295,10 +295,9 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         if getattr(self, "centroids_", None) is None:  # switched to "ivf" after fit
             self.centroids_ = self._centroids()
         if getattr(self, "_inverted_file", None) is None:
-            self._inverted_file = InvertedFile(self.centroids_, self.n_probes)
+            self._inverted_file = InvertedFile(self.centroids_)
             self._inverted_file.add(self.vectors_)
-        self._inverted_file.index.nprobe = min(self.n_probes, len(self.centroids_))
-        return self._inverted_file.search(queries, k, self.vectors_)
+        return self._inverted_file.search(queries, k, self.n_probes, self.vectors_)
 
     def _centroids(self) -> np.ndarray:
         seed = self.random_state if isinstance(self.random_state, int) else 0

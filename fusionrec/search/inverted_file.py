@@ -25,9 +25,14 @@ def faiss_available() -> bool:
     return importlib.util.find_spec("faiss") is not None
 
 
-def _faiss():
+def require_faiss() -> None:
+    """Raise ``ImportError``, saying how to install it, unless faiss-cpu is installed."""
     if not faiss_available():
         raise ImportError("search='ivf' needs faiss-cpu: pip install 'fusionrec[ann]'")
+
+
+def _faiss():
+    require_faiss()
     import faiss
 
     return faiss
@@ -61,31 +66,29 @@ class InvertedFile:
     Parameters
     ----------
     centroids : ndarray of shape (n_lists, n_features)
-    n_probes : int
-        Lists searched per query.
     """
 
-    def __init__(self, centroids: np.ndarray, n_probes: int) -> None:
+    def __init__(self, centroids: np.ndarray) -> None:
         faiss = _faiss()
         n_lists, width = centroids.shape
         self.quantizer = faiss.IndexFlatIP(width)  # kept: the index does not own it
         self.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
         self.index = faiss.IndexIVFFlat(self.quantizer, width, n_lists, faiss.METRIC_INNER_PRODUCT)
-        self.index.nprobe = min(n_probes, n_lists)
 
     def add(self, vectors: np.ndarray) -> None:
         """File new items after the ones already held (their positions continue)."""
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def search(
-        self, queries: np.ndarray, k: int, items: np.ndarray
+        self, queries: np.ndarray, k: int, n_probes: int, items: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best items per query among the probed lists, as :func:`top_k` returns them.
+        """The ``k`` best items per query in its ``n_probes`` nearest lists, as :func:`top_k` does.
 
         A query whose probed lists hold fewer than ``k`` items is answered by
         exact search over ``items`` (the rows filed, in order) instead, so
         every row has ``k`` real items.
         """
+        self.index.nprobe = min(n_probes, self.index.nlist)
         scores, indices = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         short = np.flatnonzero((indices < 0).any(axis=1))
         if len(short):
