@@ -82,10 +82,14 @@ def test_joblib_round_trip_and_determinism(split, memory, tmp_path):
 
 @pytest.fixture
 def photos_read(monkeypatch):
-    """From now on: the photos described (keypoints) and embedded (CNN), vocabularies learned."""
-    read = {"described": [], "embedded": [], "vocabularies learned": 0}
+    """From now on: photos described (keypoints), encoded and embedded; vocabularies learned."""
+    read = {"described": [], "encoded": 0, "embedded": [], "vocabularies learned": 0}
     describe, transform = BagOfVisualWords.describe, CNNEmbedder.transform
-    learn = BagOfVisualWords.fit
+    learn, encode = BagOfVisualWords.fit, BagOfVisualWords.transform
+
+    def counting_encode(self, X):
+        read["encoded"] += len(X)
+        return encode(self, X)
 
     def counting_fit(self, X, y=None):
         read["vocabularies learned"] += 1
@@ -102,6 +106,7 @@ def photos_read(monkeypatch):
     monkeypatch.setattr(BagOfVisualWords, "describe", counting_describe)
     monkeypatch.setattr(CNNEmbedder, "transform", counting_transform)
     monkeypatch.setattr(BagOfVisualWords, "fit", counting_fit)
+    monkeypatch.setattr(BagOfVisualWords, "transform", counting_encode)
     return read
 
 
@@ -119,7 +124,51 @@ def test_grid_search_reads_each_photo_once(split, tmp_path, photos_read):
     # one vocabulary per fold, shared by the four settings that use it, and one for the refit
     uses_keypoints = search.best_params_["branch"] != "deep"
     assert photos_read["vocabularies learned"] == 3 + uses_keypoints
+    # each photo encoded once against each vocabulary: in each fold, as training or held-out photo
+    assert photos_read["encoded"] == (3 + uses_keypoints) * len(train)
     assert search.best_score_ > 0.8
+
+
+@pytest.fixture
+def classifier_fits(monkeypatch):
+    """From now on: a digest of each logistic-regression fit's settings and rows."""
+    fits = []
+    fit = LogisticRegression.fit
+
+    def recording_fit(self, X, y, sample_weight=None):
+        fits.append(joblib.hash((self.get_params(), X, y)))
+        return fit(self, X, y, sample_weight)
+
+    monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
+    return fits
+
+
+def test_grid_search_trains_each_classifier_once(split, tmp_path, classifier_fits):
+    train, _, y_train, _ = split
+    grid = {"branch": ["traditional", "deep", "fused"], "fusion": ["early", "late"]}
+    GridSearchCV(model(tmp_path), grid, cv=3).fit(train, y_train)
+    assert len(classifier_fits) == len(set(classifier_fits))
+    fits_with_cache = len(classifier_fits)
+    classifier_fits.clear()
+    GridSearchCV(model(None), grid, cv=3).fit(train, y_train)
+    # without memory, each of the 3 folds trains the traditional and the deep classifier
+    # once per fusion setting, and once more each for late fusion
+    assert len(classifier_fits) == fits_with_cache + 3 * 4
+
+
+def test_unseeded_classifiers_are_not_cached(split, tmp_path, classifier_fits):
+    train, _, y_train, _ = split
+    for _ in range(2):
+        FusedClassifier(branch="deep", memory=tmp_path).fit(train, y_train)
+    assert len(classifier_fits) == 2
+    assert classifier_fits[0] == classifier_fits[1]
+    classifier_fits.clear()
+    cached = [model(tmp_path, branch="deep").fit(train, y_train) for _ in range(2)]
+    assert len(classifier_fits) == 1
+    np.testing.assert_array_equal(
+        cached[0].predict_proba(train),
+        model(None, branch="deep").fit(train, y_train).predict_proba(train),
+    )
 
 
 def test_refitting_with_feedback_reads_only_the_new_photos(split, tmp_path, photos_read):

@@ -5,20 +5,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import numbers
-import os
-import pickle
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from sklearn.base import clone
 
 from ..deep import CNNEmbedder
 from ..deep.runtime import fingerprint
 from ..traditional import BagOfVisualWords
-from .cache import FeatureCache, cache_location, cached_per_photo, content_key
+from .cache import FeatureCache, cache_location, cached_per_photo, content_key, load_or_none, store
 
 _RUN_SETTINGS = ("on_error", "n_jobs", "verbose")
 """Settings that change how a vocabulary is learned or used, never what it is."""
@@ -33,6 +29,9 @@ class Branch:
     branch caches each photo's embedding. A ``frozen`` extractor is already
     fitted and is used as it is.
     """
+
+    vocabulary_key: str | None = None
+    """Digest naming a cached (seeded) vocabulary; photos' encodings against it are cached too."""
 
     def __init__(
         self, extractor: BagOfVisualWords | CNNEmbedder, memory: Any = None, *, frozen: bool = False
@@ -53,7 +52,7 @@ class Branch:
             keys = [content_key(image) for image in images]
             pairs = self._described(images, keys)
             self.fitted_ = self._vocabulary(pairs, keys)
-            return self._encode(pairs)
+            return self._encode(pairs, keys)
         self.fitted_ = clone(self.extractor).fit(images, y)
         return self._embedded(images)
 
@@ -75,15 +74,13 @@ class Branch:
             for name, value in sorted(self.extractor.get_params().items())
             if name not in _RUN_SETTINGS
         }
-        path = self.location / "vocabulary" / f"{_digest(repr(settings), *learned_from)}.joblib"
-        cached = _load_or_none(path)
+        self.vocabulary_key = _digest(repr(settings), *learned_from)
+        path = self.location / "vocabulary" / f"{self.vocabulary_key}.joblib"
+        cached = load_or_none(path)
         if cached is not None:
             return cached.set_params(**_run_settings(self.extractor))
         vocabulary.fit([pairs[i] for i in readable])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        joblib.dump(vocabulary, partial)
-        os.replace(partial, path)  # readers never see half a file
+        store(vocabulary, path)
         return vocabulary
 
     def _as_fitted(self) -> BagOfVisualWords | CNNEmbedder:
@@ -100,7 +97,8 @@ class Branch:
         if self.location is None:
             return self.fitted_.transform(images)
         if isinstance(self.extractor, BagOfVisualWords):
-            return self._encode(self._described(images))
+            keys = [content_key(image) for image in images]
+            return self._encode(self._described(images, keys), keys)
         return self._embedded(images)
 
     def _described(self, images: Sequence, keys: list[str | None] | None = None) -> list:
@@ -114,12 +112,18 @@ class Branch:
         )
         return [None if rows is None else (rows[:, :2], rows[:, 2:]) for rows in packed]
 
-    def _encode(self, pairs: list) -> np.ndarray:
-        rows = np.full((len(pairs), self.fitted_.n_features_out_), np.nan, dtype=np.float32)
-        readable = [i for i, pair in enumerate(pairs) if pair is not None]
-        if readable:
-            rows[readable] = self.fitted_.transform([pairs[i] for i in readable])
-        return rows
+    def _encode(self, pairs: list, keys: list[str | None]) -> np.ndarray:
+        """Each photo's encoding; against a cached vocabulary, each is encoded once."""
+        cache = None
+        if self.vocabulary_key is not None:
+            cache = FeatureCache(self.location, f"encode-{self.vocabulary_key}")
+        rows = cached_per_photo(pairs, self._encode_readable, cache, keys)
+        return _stacked(rows, self.fitted_.n_features_out_)
+
+    def _encode_readable(self, pairs: list) -> list[np.ndarray | None]:
+        readable = [pair for pair in pairs if pair is not None]
+        encoded = iter(self.fitted_.transform(readable) if readable else [])
+        return [None if pair is None else next(encoded) for pair in pairs]
 
     def _embedded(self, images: Sequence) -> np.ndarray:
         embedder = self.fitted_
@@ -130,10 +134,12 @@ class Branch:
             lambda photos: [_none_if_dropped(row) for row in embedder.transform(photos)],
             FeatureCache(self.location, _safe(key)),
         )
-        width = embedder.n_features_out_
-        return np.stack(
-            [np.full(width, np.nan, np.float32) if row is None else row for row in rows]
-        )
+        return _stacked(rows, embedder.n_features_out_)
+
+
+def _stacked(rows: list[np.ndarray | None], width: int) -> np.ndarray:
+    """One row per photo; a NaN row for each dropped one."""
+    return np.stack([np.full(width, np.nan, np.float32) if row is None else row for row in rows])
 
 
 def _none_if_dropped(row: np.ndarray) -> np.ndarray | None:
@@ -145,14 +151,6 @@ def _pack(pair: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
         return None
     positions, descriptors = pair
     return np.hstack([positions, descriptors]).astype(np.float32)
-
-
-def _load_or_none(path: Path) -> Any:
-    """What joblib stored at ``path``; ``None`` if it is missing or unreadable."""
-    try:
-        return joblib.load(path)
-    except (OSError, EOFError, ValueError, pickle.UnpicklingError):
-        return None
 
 
 def _run_settings(extractor: BagOfVisualWords) -> dict:

@@ -3,17 +3,22 @@
 Cross-validation refits the same extractors on overlapping subsets of the same
 photos. Caching each photo's features on its own (not each call's output) lets
 every fold, and every grid-search candidate that shares an extractor, reuse
-what any earlier one computed.
+what any earlier one computed. Seeded classifiers fitted on the same features
+are stored too, so grid-search candidates that train the same classifier on
+the same rows (``fusion`` is ignored by a single branch) train it once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 from joblib import Memory
 from PIL import Image
@@ -109,3 +114,43 @@ def cached_per_photo(
             if value is not None:
                 cache.save(keys[i], value)
     return results
+
+
+def load_or_none(path: Path) -> Any:
+    """What joblib stored at ``path``; ``None`` if it is missing or unreadable."""
+    try:
+        return joblib.load(path)
+    except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+        return None
+
+
+def store(value: Any, path: Path) -> None:
+    """Save ``value`` with joblib so that readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    joblib.dump(value, partial)
+    os.replace(partial, path)
+
+
+def fit_cached(classifier: Any, features: np.ndarray, target: np.ndarray, location: Path | None):
+    """``classifier`` fitted on ``features`` and ``target``, from the cache when it is there.
+
+    Only classifiers whose every ``random_state`` is an integer (or that have
+    none) are cached, since only they give the same fit from the same rows.
+    """
+    if location is None or not _is_seeded(classifier):
+        return classifier.fit(features, target)
+    path = location / "classifier" / f"{joblib.hash((classifier, features, target))}.joblib"
+    fitted = load_or_none(path)
+    if fitted is None:
+        fitted = classifier.fit(features, target)
+        store(fitted, path)
+    return fitted
+
+
+def _is_seeded(estimator: Any) -> bool:
+    return all(
+        isinstance(value, numbers.Integral)
+        for name, value in estimator.get_params(deep=True).items()
+        if name.split("__")[-1] == "random_state"
+    )

@@ -41,12 +41,18 @@ BRANCH_CONSTRAINTS = {
 
 
 def default_traditional(n_jobs: int | None, random_state: Any) -> BagOfVisualWords:
-    """The traditional branch fusionrec measured best: RootSIFT Fisher vectors."""
+    """The traditional branch fusionrec measured best: RootSIFT Fisher vectors.
+
+    The mixture learns from 50,000 sampled descriptors: as accurate on the
+    Grocery Store val split as 200,000, and about 4x faster to learn (which
+    matters in cross-validation, where every fold learns its own).
+    """
     return BagOfVisualWords(
         "rootsift",
         n_words=64,
         encoding="fisher",
         pca_components=64,
+        max_descriptors=50_000,
         n_jobs=n_jobs,
         random_state=random_state,
     )
@@ -128,7 +134,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     ----------
     traditional : BagOfVisualWords or None, default=None
         The keypoint branch; ``None``: RootSIFT Fisher vectors (64 words on
-        64 PCA dimensions).
+        64 PCA dimensions, learned from 50,000 sampled descriptors).
     deep : CNNEmbedder or None, default=None
         The CNN branch; ``None``: ImageNet EfficientNet-Lite0 with a centre
         crop keeping 0.75 of the shorter side. Either branch may come fitted,
