@@ -3,6 +3,7 @@
     python benchmarks/traditional.py throughput   # vs a plain cv2 loop; n_jobs=1 vs 2
     python benchmarks/traditional.py memory       # peak RSS of fit on 660 and 2,640 photos
     python benchmarks/traditional.py accuracy     # test accuracy of each encoding
+    python benchmarks/traditional.py colour       # describing cost: RootSIFT vs opponent colour
 
 Every ratio is measured side by side in one run. The dataset is expected at
 ../shared/data/grocery_store (``--root`` to change).
@@ -84,6 +85,20 @@ def throughput(root: Path, n_images: int, repeats: int) -> None:
     print(f"  ratio plain loop: 2 processes / default threads: {plain / plain_two:.2f}x")
 
 
+def colour_cost(root: Path, n_images: int, repeats: int) -> None:
+    """Photos described per second with RootSIFT and with opponent-colour RootSIFT, one worker."""
+    paths, _ = load_split(root, "train")
+    paths = paths[np.random.default_rng(0).permutation(len(paths))[:n_images]]
+    rates = {}
+    for detector in ("rootsift", "opponent-rootsift"):
+        describer = BagOfVisualWords(detector, max_side=MAX_SIDE)
+        seconds, _ = best_of(repeats, describer.describe, paths)
+        rates[detector] = n_images / seconds
+        print(f"  {detector:18} {rates[detector]:6.1f} img/s")
+    ratio = rates["opponent-rootsift"] / rates["rootsift"]
+    print(f"  ratio opponent-rootsift / rootsift: {ratio:.2f}x")
+
+
 def fit_peak_memory(root: Path, n_images: int) -> None:
     """Fit with default settings and print the peak resident memory (run in a child)."""
     paths, _ = load_split(root, "train")
@@ -146,7 +161,9 @@ def accuracy(root: Path, detector: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["throughput", "memory", "accuracy", "fit-memory"])
+    parser.add_argument(
+        "part", choices=["throughput", "colour", "memory", "accuracy", "fit-memory"]
+    )
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("-n", "--n-images", type=int, default=240)
     parser.add_argument("--repeats", type=int, default=2)
@@ -154,6 +171,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "throughput":
         throughput(args.root, args.n_images, args.repeats)
+    elif args.part == "colour":
+        colour_cost(args.root, args.n_images, args.repeats)
     elif args.part == "memory":
         memory(args.root)
     elif args.part == "fit-memory":

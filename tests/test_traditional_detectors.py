@@ -9,7 +9,16 @@ from fusionrec.images import load_image
 from fusionrec.traditional import DetectorUnavailableError
 from fusionrec.traditional.detectors import DETECTORS, LocalFeatures
 
-ALWAYS_ON_PYPI = ["sift", "rootsift", "dense-sift", "orb", "akaze", "brisk", "kaze"]
+ALWAYS_ON_PYPI = [
+    "sift",
+    "rootsift",
+    "opponent-rootsift",
+    "dense-sift",
+    "orb",
+    "akaze",
+    "brisk",
+    "kaze",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +64,44 @@ def test_rootsift_rows_are_hellinger_normalised(gray):
     _, descriptors = LocalFeatures("rootsift").describe(gray)
     np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-3)
     assert descriptors.min() >= 0
+
+
+@pytest.fixture(scope="module")
+def rgb(demo_photo):
+    return load_image(demo_photo)
+
+
+def test_opponent_rootsift_adds_colour_at_the_rootsift_keypoints(rgb, gray):
+    positions, descriptors = LocalFeatures("opponent-rootsift").describe(rgb)
+    gray_positions, intensity = LocalFeatures("rootsift").describe(gray)
+    np.testing.assert_array_equal(positions, gray_positions)
+    assert descriptors.shape == (len(intensity), 384)
+    np.testing.assert_allclose(descriptors[:, :128], intensity, atol=1e-6)
+    # each 128-long block is a RootSIFT descriptor, and the colour blocks carry texture
+    blocks = descriptors.reshape(len(descriptors), 3, 128)
+    np.testing.assert_allclose(np.linalg.norm(blocks, axis=2), 1.0, atol=1e-3)
+    assert not np.allclose(blocks[:, 1], blocks[:, 0])
+
+
+def test_opponent_rootsift_of_a_gray_photo_has_no_colour(gray):
+    positions, descriptors = LocalFeatures("opponent-rootsift").describe(gray)
+    assert len(positions) > 20
+    np.testing.assert_array_equal(descriptors[:, 128:], 0.0)
+
+
+def test_opponent_rootsift_tells_colours_apart_where_rootsift_cannot():
+    """Red and green discs of the same intensity: the same gray image, not the same colours."""
+    images = []
+    for colour in ((200, 60, 60), (60, 131, 60)):
+        image = np.full((160, 160, 3), 230, np.uint8)
+        for x, y, radius in ((40, 40, 14), (110, 50, 22), (60, 115, 18), (125, 125, 10)):
+            cv2.circle(image, (x, y), radius, colour, -1)
+        images.append(image)
+    red, green = (LocalFeatures("opponent-rootsift").describe(image) for image in images)
+    np.testing.assert_array_equal(red[0], green[0])  # the keypoints come from the intensity
+    assert len(red[0]) > 10
+    np.testing.assert_allclose(red[1][:, :128], green[1][:, :128], atol=1e-6)
+    assert not np.allclose(red[1][:, 128:], green[1][:, 128:], atol=0.05)
 
 
 def test_dense_sift_describes_the_whole_grid(gray):

@@ -54,8 +54,8 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
     fusion : {"early", "late"}, default="early"
         Ignored unless ``branch="fused"``.
     traditional : BagOfVisualWords or None, default=None
-        ``None``: RootSIFT Fisher vectors (64 words on 64 PCA dimensions,
-        learned from 50,000 sampled descriptors).
+        ``None``: opponent-colour RootSIFT Fisher vectors (64 words on 64 PCA
+        dimensions, learned from 50,000 sampled descriptors).
     deep : CNNEmbedder or None, default=None
         ``None``: ImageNet EfficientNet-Lite0 (weights bundled), centre crop
         keeping 0.75 of the shorter side. Either branch may come fitted,

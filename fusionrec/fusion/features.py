@@ -41,14 +41,16 @@ BRANCH_CONSTRAINTS = {
 
 
 def default_traditional(n_jobs: int | None, random_state: Any) -> BagOfVisualWords:
-    """The traditional branch fusionrec measured best: RootSIFT Fisher vectors.
+    """The traditional branch fusionrec measured best: opponent-colour RootSIFT Fisher vectors.
 
-    The mixture learns from 50,000 sampled descriptors: as accurate on the
-    Grocery Store val split as 200,000, and about 4x faster to learn (which
-    matters in cross-validation, where every fold learns its own).
+    On the Grocery Store val split, describing each keypoint's colour as well
+    as its intensity lifted this branch from 0.429 to 0.598 and early fusion
+    from 0.791 to 0.807. The mixture learns from 50,000 sampled descriptors:
+    as accurate there as 200,000, and about 4x faster to learn (which matters
+    in cross-validation, where every fold learns its own).
     """
     return BagOfVisualWords(
-        "rootsift",
+        "opponent-rootsift",
         n_words=64,
         encoding="fisher",
         pca_components=64,
@@ -133,8 +135,8 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     traditional : BagOfVisualWords or None, default=None
-        The keypoint branch; ``None``: RootSIFT Fisher vectors (64 words on
-        64 PCA dimensions, learned from 50,000 sampled descriptors).
+        The keypoint branch; ``None``: opponent-colour RootSIFT Fisher vectors
+        (64 words on 64 PCA dimensions, learned from 50,000 sampled descriptors).
     deep : CNNEmbedder or None, default=None
         The CNN branch; ``None``: ImageNet EfficientNet-Lite0 with a centre
         crop keeping 0.75 of the shorter side. Either branch may come fitted,

@@ -52,7 +52,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
     branch : {"deep", "traditional", "fused"}, default="deep"
         Which features to compare.
     traditional : BagOfVisualWords or None, default=None
-        ``None``: RootSIFT Fisher vectors (64 words on 64 PCA dimensions),
+        ``None``: opponent-colour RootSIFT Fisher vectors (64 words on 64 PCA dimensions),
         fitted on the catalogue photos given to ``fit``.
     deep : CNNEmbedder or None, default=None
         ``None``: ImageNet EfficientNet-Lite0 (weights bundled), centre crop

@@ -39,7 +39,8 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     detector : str, default="sift"
-        One of ``"sift"``, ``"rootsift"``, ``"dense-sift"``, ``"orb"``,
+        One of ``"sift"``, ``"rootsift"``, ``"opponent-rootsift"`` (RootSIFT
+        of the intensity and of two opponent-colour channels), ``"dense-sift"``, ``"orb"``,
         ``"akaze"``, ``"brisk"``, ``"kaze"``, ``"surf"`` (see
         :func:`fusionrec.available_detectors`), or ``"precomputed"``: then each
         item of ``X`` is an ``(n_keypoints, n_dims)`` array of descriptors, or
@@ -331,7 +332,7 @@ def _read_descriptors(images: list, start: int, describer: dict, on_error: str, 
             if rgb is None:
                 yield position, None, None
                 continue
-            yield position, *features.describe(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+            yield position, *features.describe(rgb)
 
 
 @contextmanager

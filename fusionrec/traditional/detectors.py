@@ -1,6 +1,8 @@
-"""Local feature detectors: keypoints and descriptors from one gray image.
+"""Local feature detectors: keypoints and descriptors from one image.
 
-Each detector is a small class with ``describe(gray) -> (positions, descriptors)``.
+Each detector is a small class with ``describe(image) -> (positions, descriptors)``;
+keypoints are found on the image's intensity, and the opponent-colour detector
+also describes its two colour-opponent channels at the same keypoints.
 ``positions`` are keypoint centres as ``(x, y)`` fractions of the image width and
 height (for spatial pyramids); ``descriptors`` are float32 rows. Binary
 descriptors (ORB, AKAZE, BRISK) are unpacked to one 0/1 value per bit, so that
@@ -42,6 +44,9 @@ class DetectorSpec:
 DETECTORS: dict[str, DetectorSpec] = {
     "sift": DetectorSpec("SIFT_create", False, "SIFT, 128-d gradient histograms"),
     "rootsift": DetectorSpec("SIFT_create", False, "SIFT with Hellinger (RootSIFT) normalisation"),
+    "opponent-rootsift": DetectorSpec(
+        "SIFT_create", False, "RootSIFT of intensity and two opponent-colour channels, 384-d"
+    ),
     "dense-sift": DetectorSpec("SIFT_create", False, "SIFT on a regular grid at fixed scales"),
     "orb": DetectorSpec("ORB_create", True, "ORB, 256-bit binary, fastest"),
     "akaze": DetectorSpec("AKAZE_create", True, "AKAZE, 486-bit binary (MLDB)"),
@@ -133,7 +138,7 @@ class LocalFeatures:
 
     def _create(self):
         factory = _factory(self.spec.factory_name)
-        if self.name in ("sift", "rootsift"):
+        if self.name in ("sift", "rootsift", "opponent-rootsift"):
             return factory(nfeatures=self.max_keypoints)
         if self.name == "orb":
             return factory(nfeatures=self.max_keypoints)
@@ -143,10 +148,17 @@ class LocalFeatures:
     def descriptor_size(self) -> int:
         """Length of one descriptor row as returned by :meth:`describe`."""
         size = self._detector.descriptorSize()
+        if self.name == "opponent-rootsift":
+            return size * 3
         return size * 8 if self.spec.binary else size
 
-    def describe(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoint positions and descriptors of one ``uint8`` gray image.
+    def describe(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoint positions and descriptors of one ``uint8`` RGB or gray image.
+
+        Keypoints are found on the intensity. ``"opponent-rootsift"`` appends
+        the descriptors of the opponent-colour channels ``R - G`` and
+        ``R + G - 2B`` at the same keypoints (zeros for a gray image, whose
+        colour channels are flat).
 
         Returns
         -------
@@ -154,6 +166,7 @@ class LocalFeatures:
             Keypoint centres as fractions of the image width and height.
         descriptors : ndarray of shape (n_keypoints, descriptor_size), float32
         """
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if self.name == "dense-sift":
             keypoints, descriptors = self._detector.compute(gray, self._grid(gray.shape))
         else:
@@ -161,6 +174,9 @@ class LocalFeatures:
         if descriptors is None or len(keypoints) == 0:
             return np.zeros((0, 2), np.float32), np.zeros((0, self.descriptor_size), np.float32)
         keypoints, descriptors = self._strongest(keypoints, descriptors)
+        if self.name == "opponent-rootsift":
+            colour = [self._detector.compute(channel, keypoints)[1] for channel in _opponent(image)]
+            descriptors = np.hstack([descriptors, *colour])
         height, width = gray.shape
         positions = cv2.KeyPoint_convert(keypoints).reshape(-1, 2)
         positions /= np.array([width, height], dtype=np.float32)
@@ -189,7 +205,22 @@ class LocalFeatures:
         if self.spec.binary:
             return np.unpackbits(descriptors, axis=1).astype(np.float32)
         descriptors = descriptors.astype(np.float32, copy=False)
-        if self.name == "rootsift":
-            descriptors = descriptors / (np.abs(descriptors).sum(axis=1, keepdims=True) + 1e-7)
-            descriptors = np.sqrt(descriptors)
-        return descriptors
+        if self.name in ("rootsift", "opponent-rootsift"):
+            descriptors = _hellinger(descriptors.reshape(len(descriptors), -1, 128))
+        return descriptors.reshape(len(descriptors), -1)
+
+
+def _hellinger(blocks: np.ndarray) -> np.ndarray:
+    """RootSIFT: each 128-long SIFT block L1-normalised, then square-rooted."""
+    return np.sqrt(blocks / (np.abs(blocks).sum(axis=-1, keepdims=True) + 1e-7))
+
+
+def _opponent(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The opponent-colour channels ``(R - G) / 2`` and ``(R + G - 2B) / 4``, offset into uint8."""
+    if image.ndim == 2:
+        flat = np.full(image.shape, 128, np.uint8)
+        return flat, flat
+    red, green, blue = (image[..., i].astype(np.int16) for i in range(3))
+    red_green = (red - green) // 2 + 128
+    yellow_blue = (red + green - 2 * blue) // 4 + 128
+    return red_green.astype(np.uint8), yellow_blue.astype(np.uint8)
