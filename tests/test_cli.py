@@ -292,3 +292,16 @@ def test_console_errors_are_one_line_without_traceback(tmp_path):
     assert done.stderr.strip() == (
         f"fusionrec train: error: no such folder: {str(tmp_path / 'missing')!r}"
     )
+
+
+def test_help_does_not_load_pytorch():
+    """Every command's options are listed without importing PyTorch (seconds of start-up)."""
+    script = (
+        "import sys\n"
+        "from fusionrec.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "for command in ('train', 'index', 'demo', 'evaluate', 'predict', 'search', 'info'):\n"
+        "    parser.parse_known_args([command, 'x', 'y'])\n"
+        "sys.exit('torch' in sys.modules)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 0

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 
+from .._choices import SEARCHES
 from ..datasets.folder import IMAGE_EXTENSIONS
-from ..search import ProductIndex
-from ..search.index import SEARCHES
 from . import model_file
 from .errors import CommandError
 from .options import (
@@ -100,6 +99,8 @@ def trained_network(args: argparse.Namespace) -> FrozenEstimator:
 
 def run(args: argparse.Namespace) -> int:
     """Index the folder's photos and save the index."""
+    from ..search import ProductIndex  # PyTorch loads when a command needs it, not for --help
+
     photos = photos_under(args.folder)
     ids = [path.relative_to(args.folder).as_posix() for path in photos]
     features = extractors(args, len(photos))

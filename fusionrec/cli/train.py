@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._choices import BRANCHES, FUSIONS
 from ..datasets import load_image_folder
-from ..deep import FineTuning
-from ..fusion.classifier import BRANCHES, FUSIONS
 from . import model_file
 from .errors import CommandError
 from .options import (
@@ -84,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         verbose=int(args.verbose),
     )
     if args.fine_tune:
+        from ..deep import FineTuning  # PyTorch loads when a command needs it, not for --help
+
         model.deep.set_params(fine_tune=FineTuning(epochs=args.fine_tune))
     started = time.perf_counter()
     model.fit(photos.data, labels)

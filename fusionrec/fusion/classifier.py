@@ -13,6 +13,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .._choices import BRANCHES, FUSIONS
 from .._parallel import single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, Options, validate_params
 from ..deep import CNNEmbedder
@@ -28,8 +29,6 @@ from .features import (
     normalise_blocks,
 )
 
-BRANCHES = ("traditional", "deep", "fused")
-FUSIONS = ("early", "late")
 _LATE_WEIGHT_GRID = np.linspace(0.0, 1.0, 21)
 
 

@@ -10,10 +10,10 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from .._choices import BRANCHES, SEARCHES
 from .._pickling import NewParameterDefaults
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Integer, Options, validate_params
 from ..deep import CNNEmbedder
-from ..fusion.classifier import BRANCHES
 from ..fusion.features import (
     BRANCH_CONSTRAINTS,
     BRANCH_NAMES,
@@ -31,7 +31,6 @@ from .results import Matches
 from .vectors import l2_normalise, top_k
 
 RERANKS = (None, "ransac")
-SEARCHES = ("exact", "ivf")
 RERANK_KEYPOINTS = 500  # strongest keypoints kept per catalogue photo for re-ranking
 INLIER_WEIGHT = 0.01  # re-ranking score per verified match, added to the cosine similarity
 
