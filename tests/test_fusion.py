@@ -11,6 +11,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.svm import LinearSVC
 
 from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, FusedFeatures
+from fusionrec.fusion.branches import Branch
 from fusionrec.fusion.features import normalise_blocks
 from fusionrec.images import UnreadableImageWarning, unreadable_rows
 
@@ -127,6 +128,22 @@ def test_grid_search_reads_each_photo_once(split, tmp_path, photos_read):
     # each photo encoded once against each vocabulary: in each fold, as training or held-out photo
     assert photos_read["encoded"] == (3 + uses_keypoints) * len(train)
     assert search.best_score_ > 0.8
+
+
+def test_a_refit_from_the_cache_reads_no_descriptors(split, tmp_path, monkeypatch):
+    train, test, y_train, _ = split
+    expected = model(tmp_path, branch="traditional").fit(train, y_train).predict(test)
+    read = []
+    described = Branch._described
+
+    def counting_described(self, images, keys=None):
+        read.extend(images)
+        return described(self, images, keys)
+
+    monkeypatch.setattr(Branch, "_described", counting_described)
+    again = model(tmp_path, branch="traditional").fit(train, y_train)
+    np.testing.assert_array_equal(again.predict(test), expected)
+    assert read == []  # the vocabulary and every encoding came from the cache
 
 
 @pytest.fixture

@@ -50,38 +50,40 @@ class Branch:
             return self.fitted_.fit(images, y).transform(images)
         if isinstance(self.extractor, BagOfVisualWords):
             keys = [content_key(image) for image in images]
-            pairs = self._described(images, keys)
-            self.fitted_ = self._vocabulary(pairs, keys)
-            return self._encode(pairs, keys)
+            self.fitted_ = self._vocabulary(images, keys)
+            return self._encode(images, keys)
         self.fitted_ = clone(self.extractor).fit(images, y)
         return self._embedded(images)
 
-    def _vocabulary(self, pairs: list, keys: list[str | None]) -> BagOfVisualWords:
+    def _vocabulary(self, images: Sequence, keys: list[str | None]) -> BagOfVisualWords:
         """The vocabulary learned from the described photos, from the cache when it is there.
 
         A seeded vocabulary depends only on its settings and on the photos it
         learns from, in order: cross-validation folds and the grid-search
-        candidates that share them learn it once. Unseeded ones are not cached.
+        candidates that share them learn it once, and only the first reads
+        their descriptors. Unseeded ones are not cached.
         """
-        readable = [i for i, pair in enumerate(pairs) if pair is not None]
         vocabulary = clone(self.extractor).set_params(detector="precomputed")
-        learned_from = [keys[i] for i in readable]
         seeded = isinstance(self.extractor.random_state, numbers.Integral)
-        if not seeded or None in learned_from:
-            return vocabulary.fit([pairs[i] for i in readable])
+        if not seeded or None in keys:
+            return vocabulary.fit(self._readable(images, keys))
         settings = {
             name: value
             for name, value in sorted(self.extractor.get_params().items())
             if name not in _RUN_SETTINGS
         }
-        self.vocabulary_key = _digest(repr(settings), *learned_from)
+        self.vocabulary_key = _digest(repr(settings), *keys)
         path = self.location / "vocabulary" / f"{self.vocabulary_key}.joblib"
         cached = load_or_none(path)
         if cached is not None:
             return cached.set_params(**_run_settings(self.extractor))
-        vocabulary.fit([pairs[i] for i in readable])
+        vocabulary.fit(self._readable(images, keys))
         store(vocabulary, path)
         return vocabulary
+
+    def _readable(self, images: Sequence, keys: list[str | None]) -> list:
+        """The ``(positions, descriptors)`` pairs of the photos that could be described."""
+        return [pair for pair in self._described(images, keys) if pair is not None]
 
     def _as_fitted(self) -> BagOfVisualWords | CNNEmbedder:
         """The frozen extractor, reading cached descriptors when keypoints are cached."""
@@ -97,8 +99,7 @@ class Branch:
         if self.location is None:
             return self.fitted_.transform(images)
         if isinstance(self.extractor, BagOfVisualWords):
-            keys = [content_key(image) for image in images]
-            return self._encode(self._described(images, keys), keys)
+            return self._encode(images, [content_key(image) for image in images])
         return self._embedded(images)
 
     def _described(self, images: Sequence, keys: list[str | None] | None = None) -> list:
@@ -112,15 +113,21 @@ class Branch:
         )
         return [None if rows is None else (rows[:, :2], rows[:, 2:]) for rows in packed]
 
-    def _encode(self, pairs: list, keys: list[str | None]) -> np.ndarray:
-        """Each photo's encoding; against a cached vocabulary, each is encoded once."""
+    def _encode(self, images: Sequence, keys: list[str | None]) -> np.ndarray:
+        """Each photo's encoding; against a cached vocabulary, each is encoded once.
+
+        Descriptors are read only for the photos whose encoding is not cached.
+        """
         cache = None
         if self.vocabulary_key is not None:
             cache = FeatureCache(self.location, f"encode-{self.vocabulary_key}")
-        rows = cached_per_photo(pairs, self._encode_readable, cache, keys)
+        photos = list(zip(images, keys, strict=True))
+        rows = cached_per_photo(photos, self._encode_described, cache, keys)
         return _stacked(rows, self.fitted_.n_features_out_)
 
-    def _encode_readable(self, pairs: list) -> list[np.ndarray | None]:
+    def _encode_described(self, photos_and_keys: list) -> list[np.ndarray | None]:
+        images = [image for image, _ in photos_and_keys]
+        pairs = self._described(images, [key for _, key in photos_and_keys])
         readable = [pair for pair in pairs if pair is not None]
         encoded = iter(self.fitted_.transform(readable) if readable else [])
         return [None if pair is None else next(encoded) for pair in pairs]
