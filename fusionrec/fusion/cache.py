@@ -23,6 +23,8 @@ import numpy as np
 from joblib import Memory
 from PIL import Image
 
+from .row_space import fit_in_row_space
+
 
 def content_key(image: Any) -> str | None:
     """A digest of a photo's content, or ``None`` where it cannot be read as bytes.
@@ -139,11 +141,11 @@ def fit_cached(classifier: Any, features: np.ndarray, target: np.ndarray, locati
     none) are cached, since only they give the same fit from the same rows.
     """
     if location is None or not _is_seeded(classifier):
-        return classifier.fit(features, target)
+        return fit_in_row_space(classifier, features, target)
     path = location / "classifier" / f"{joblib.hash((classifier, features, target))}.joblib"
     fitted = load_or_none(path)
     if fitted is None:
-        fitted = classifier.fit(features, target)
+        fitted = fit_in_row_space(classifier, features, target)
         store(fitted, path)
     return fitted
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -28,6 +29,7 @@ from .features import (
     make_branches,
     normalise_blocks,
 )
+from .row_space import fit_in_row_space
 
 _LATE_WEIGHT_GRID = np.linspace(0.0, 1.0, 21)
 
@@ -213,8 +215,8 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         for name, block in blocks.items():
             features = normalise_blocks([block], [1.0])
             classifier = self._new_classifier(probabilities=True)
-            held_out[name] = cross_val_predict(
-                classifier, features, target, cv=folds, method="predict_proba", n_jobs=self.n_jobs
+            held_out[name] = _held_out_probabilities(
+                classifier, features, target, folds, self.n_jobs
             )
             self.classifiers_[name] = self._fit_classifier(classifier, features, target)
         self.late_weight_ = _best_weight(held_out["traditional"], held_out["deep"], target)
@@ -289,6 +291,21 @@ def _has_strings(y: Any) -> bool:
 
 def _dropped_rows(blocks: dict[str, np.ndarray]) -> np.ndarray:
     return np.any([np.isnan(block).all(axis=1) for block in blocks.values()], axis=0)
+
+
+def _held_out_probabilities(
+    classifier, features: np.ndarray, target: np.ndarray, folds, n_jobs: int | None
+) -> np.ndarray:
+    """Each photo's class probabilities from ``classifier`` trained on the other folds."""
+    splits = list(folds.split(features, target))
+    fitted = Parallel(n_jobs=n_jobs)(
+        delayed(fit_in_row_space)(clone(classifier), features[train], target[train])
+        for train, _ in splits
+    )
+    held_out = np.zeros((len(target), int(target.max()) + 1))
+    for (_, test), model in zip(splits, fitted, strict=True):
+        held_out[np.ix_(test, model.classes_)] = model.predict_proba(features[test])
+    return held_out
 
 
 def _log_proba(classifier, features: np.ndarray) -> np.ndarray:
