@@ -64,6 +64,15 @@ def accuracy(root: Path, cache: Path) -> None:
             f"  {name:14} val {val_score:.3f}  test accuracy {score:.3f}  macro F1 {macro_f1:.3f}"
             f"  ({seconds:.0f} s{extra})"
         )
+        print(f"  {'':14} test by group: {by_group(root, test, predicted == y_test)}")
+
+
+def by_group(root: Path, photos: np.ndarray, correct: np.ndarray) -> str:
+    """Accuracy per top-level folder of the dataset (Fruit, Packages, Vegetables)."""
+    groups = np.array([Path(photo).relative_to(root).parts[1] for photo in photos])
+    return ", ".join(
+        f"{group} {np.mean(correct[groups == group]):.3f}" for group in sorted(set(groups))
+    )
 
 
 PROFILED = (
