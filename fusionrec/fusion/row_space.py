@@ -76,5 +76,5 @@ def row_space_basis(features: np.ndarray) -> np.ndarray:
     """
     rows = features.astype(np.float64)
     squared, vectors = np.linalg.eigh(rows @ rows.T)
-    kept = squared > max(squared.max(), 0.0) * _RANK_TOLERANCE
+    kept = squared > squared.max() * _RANK_TOLERANCE
     return rows.T @ (vectors[:, kept] / np.sqrt(squared[kept]))
