@@ -41,9 +41,9 @@ from common import DEFAULT_ROOT, load_split
 
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
-from fusionrec.deep import build_backbone
+from fusionrec.deep import FineTuning, build_backbone
 from fusionrec.deep.augmentation import Augmentation
-from fusionrec.deep.training import FineTuning, fine_tune
+from fusionrec.deep.training import fine_tune
 from fusionrec.fusion.features import normalise_blocks
 from fusionrec.images import load_image
 
@@ -62,7 +62,7 @@ def splits(root: Path, count: int | None) -> dict[str, tuple[np.ndarray, np.ndar
     return {name: per_class(*load_split(root, name), count) for name in ("train", "val", "test")}
 
 
-def train(backbone, data: dict, settings: FineTuning, n_jobs: int):
+def train(backbone, data: dict, settings: FineTuning, n_threads: int):
     """Fine-tune ``backbone`` on the train split, val picking the epoch; print the course."""
     started = time.perf_counter()
     tuned = fine_tune(
@@ -73,7 +73,7 @@ def train(backbone, data: dict, settings: FineTuning, n_jobs: int):
         validation=data["val"],
         device="auto",
         random_state=0,
-        n_jobs=n_jobs,
+        n_threads=n_threads,
         verbose=1,
     )
     print(f"training time: {time.perf_counter() - started:.0f} s")
@@ -138,7 +138,7 @@ def choose(tuned: CNNEmbedder, data: dict, cache: Path) -> None:
     """Val accuracy of the tuned network alone and fused, per crop, block weight and C."""
     (train, y_train), (val, y_val) = data["train"], data["val"]
     keypoints = FusedClassifier("traditional", memory=cache, n_jobs=2, random_state=0)
-    fisher = keypoints.fit(train, y_train).branches_["traditional"]
+    fisher = keypoints.fit(train, y_train).features_.branches_["traditional"]
     traditional = fisher.transform(train), fisher.transform(val)
     for crop_fraction in (None, 0.8, 0.75):
         embedder = with_crop(tuned, crop_fraction, train[0])
@@ -183,7 +183,7 @@ def small_image_data(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return data
 
 
-def small_images(root: Path, epochs: int, n_jobs: int) -> None:
+def small_images(root: Path, epochs: int, n_threads: int) -> None:
     started = time.perf_counter()
     data = small_image_data(root)
     sizes = ", ".join(f"{len(labels)} {name}" for name, (_, labels) in data.items())
@@ -197,7 +197,7 @@ def small_images(root: Path, epochs: int, n_jobs: int) -> None:
         patience=5,
         augmentation=Augmentation(scale=(0.7, 1.0)),
     )
-    tuned = train(backbone, data, settings, n_jobs)
+    tuned = train(backbone, data, settings, n_threads)
     prepared = np.stack([backbone.preprocessing(load_image(image)) for image in data["test"][0]])
     with torch.inference_mode():
         logits = tuned.head.eval()(tuned.network(torch.from_numpy(prepared)))
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--n-jobs", type=int, default=2, help="decoding threads")
+    parser.add_argument("--n-threads", type=int, default=2, help="decoding threads")
     parser.add_argument("--fused", action="store_true")
     parser.add_argument("--small-images", action="store_true")
     parser.add_argument(
@@ -232,7 +232,7 @@ def main() -> None:
         torch.set_num_threads(arguments.threads)
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
     if arguments.small_images:
-        small_images(arguments.root, arguments.epochs, arguments.n_jobs)
+        small_images(arguments.root, arguments.epochs, arguments.n_threads)
         return
     settings = FineTuning(
         epochs=arguments.epochs,
@@ -249,7 +249,7 @@ def main() -> None:
         print(f"loaded the tuned CNNEmbedder from {arguments.load}")
     else:
         backbone = build_backbone(arguments.backbone)
-        tuned = train(backbone, data, settings, arguments.n_jobs)
+        tuned = train(backbone, data, settings, arguments.n_threads)
         embedder = score_tuned(tuned, backbone.preprocessing, data)
     if arguments.save:
         joblib.dump(embedder, arguments.save)

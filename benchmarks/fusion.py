@@ -31,7 +31,7 @@ from common import DEFAULT_ROOT, load_split
 
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
-from fusionrec.fusion.branches import Branch
+from fusionrec.features import Branch
 from fusionrec.fusion.features import default_deep, default_traditional, normalise_blocks
 
 SETTINGS = [("traditional", "early"), ("deep", "early"), ("fused", "early"), ("fused", "late")]
@@ -47,7 +47,7 @@ def accuracy(root: Path, cache: Path) -> None:
     )
     for branch, fusion in SETTINGS:
         started = time.perf_counter()
-        model = FusedClassifier(branch, fusion, memory=cache, n_jobs=2, random_state=0)
+        model = FusedClassifier(branch, fusion=fusion, memory=cache, n_jobs=2, random_state=0)
         model.fit(train, y_train)
         val_score = model.score(val, y_val)
         predicted = model.predict(test)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 
-from .images.errors import ON_ERROR_CHOICES
+from .images import ON_ERROR_CHOICES
 
 
 @dataclass(frozen=True)

@@ -104,14 +104,14 @@ def tuned_model(catalogue, tmp_path_factory):
 
 
 def test_a_network_fine_tuned_by_train_serves_the_index(catalogue, tuned_model, tmp_path):
-    tuned = load(tuned_model)[0].branches_["deep"].fitted_
+    tuned = load(tuned_model)[0].features_.fitted_extractor("deep")
     assert len(tuned.fine_tuning_history_.epochs) == 1
     index_path = tmp_path / "index.joblib"
     argv = ["index", str(catalogue), "-o", str(index_path), "--deep-from", str(tuned_model)]
     assert main(argv) == 0
     index = load(index_path, kind="index")[0]
     photos = sorted(str(path) for path in catalogue.rglob("*.jpg") if path.name[0] != ".")
-    served = index.branches_["deep"].fitted_
+    served = index.features_.fitted_extractor("deep")
     np.testing.assert_array_equal(served.transform(photos[:2]), tuned.transform(photos[:2]))
     assert index.query(photos[:1], k=1)[0].best == Path(photos[0]).relative_to(catalogue).as_posix()
 

@@ -81,7 +81,7 @@ def test_default_output(embedder, photos):
 def test_same_output_across_runs_and_batch_sizes(embedder, photos):
     first = embedder.transform(photos)
     np.testing.assert_array_equal(embedder.transform(photos), first)
-    small_batches = clone(embedder).set_params(batch_size=3, n_jobs=2).fit(photos)
+    small_batches = clone(embedder).set_params(batch_size=3, n_threads=2).fit(photos)
     np.testing.assert_allclose(small_batches.transform(photos), first, rtol=1e-4, atol=1e-5)
 
 
@@ -251,6 +251,17 @@ def test_random_weights_are_seeded(photos):
 
     np.testing.assert_array_equal(embed(1), embed(1))
     assert not np.allclose(embed(1), embed(2))
+    np.testing.assert_array_equal(embed(np.random.RandomState(5)), embed(np.random.RandomState(5)))
+
+
+def test_random_weights_without_a_seed_differ_between_fits(photos):
+    """``random_state=None`` means unseeded, as in scikit-learn (it used to mean 0)."""
+
+    def embed():
+        embedder = CNNEmbedder(weights=None, runtime="torch", random_state=None)
+        return embedder.fit(photos).transform(photos[:2])
+
+    assert not np.allclose(embed(), embed())
 
 
 def test_torchvision_model_by_name_without_download(photos):

@@ -14,10 +14,10 @@ from sklearn.frozen import FrozenEstimator
 from torch.nn import functional
 
 from fusionrec import CNNEmbedder, FusedClassifier, ProductIndex
-from fusionrec.deep import Preprocessing, build_backbone
+from fusionrec.deep import FineTuning, Preprocessing, build_backbone
 from fusionrec.deep.augmentation import Augmentation
 from fusionrec.deep.small_cnn import SmallCNN, build_small_cnn
-from fusionrec.deep.training import FineTuning, fine_tune, network_units
+from fusionrec.deep.training import fine_tune, network_units
 from fusionrec.images import load_image
 
 SMALL_LITE = Preprocessing(resize=112, crop=96, mean=(0.5,) * 3, std=(0.5,) * 3)
@@ -370,7 +370,7 @@ def test_fused_classifier_passes_labels_to_a_fine_tuned_deep_branch(demo, tmp_pa
     model = FusedClassifier(branch="deep", deep=tuned_embedder(), on_error="skip").fit(
         photos, labels
     )
-    deep = model.branches_["deep"].fitted_
+    deep = model.features_.fitted_extractor("deep")
     assert len(deep.fine_tuning_history_.epochs) == 2
     assert list(deep.classes_) == list(range(10))
     assert model.dropped_indices_.tolist() == [len(photos) - 1]
@@ -379,7 +379,7 @@ def test_fused_classifier_passes_labels_to_a_fine_tuned_deep_branch(demo, tmp_pa
 def test_a_fine_tuned_embedder_serves_product_search_unchanged(halves, tuned):
     (catalogue, _), (queries, _) = halves
     index = ProductIndex(deep=FrozenEstimator(tuned)).fit(catalogue)
-    served = index.branches_["deep"].fitted_
+    served = index.features_.fitted_extractor("deep")
     assert served is not tuned
     assert served.fine_tuning_history_ is not None
     expected = tuned.transform(queries[:3]) @ tuned.transform(catalogue).T
@@ -394,7 +394,7 @@ def test_a_frozen_fine_tuned_branch_is_not_tuned_again(demo, halves, tuned):
     (photos, labels), (held_out, _) = halves
     history = tuned.fine_tuning_history_
     model = FusedClassifier(branch="deep", deep=FrozenEstimator(tuned)).fit(photos, labels)
-    deep = model.branches_["deep"].fitted_
+    deep = model.features_.fitted_extractor("deep")
     assert deep.fine_tuning_history_.epochs == history.epochs
     np.testing.assert_array_equal(deep.transform(held_out[:4]), tuned.transform(held_out[:4]))
 

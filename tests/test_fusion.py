@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.svm import LinearSVC
 
 from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, FusedFeatures
-from fusionrec.fusion.branches import Branch
+from fusionrec.features import Branch
 from fusionrec.fusion.features import normalise_blocks
 from fusionrec.fusion.row_space import fit_in_row_space
 from fusionrec.images import UnreadableImageWarning, unreadable_rows
@@ -52,7 +52,9 @@ def test_every_branch_and_fusion_classifies_the_demo(split, memory, branch, fusi
     assert list(fitted.classes_) == sorted(set(y_train))
     probabilities = fitted.predict_proba(test[:5])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
-    assert set(fitted.branches_) == ({"traditional", "deep"} if branch == "fused" else {branch})
+    assert set(fitted.features_.branches_) == (
+        {"traditional", "deep"} if branch == "fused" else {branch}
+    )
 
 
 def test_late_fusion_learns_a_weight_and_has_no_decision_function(split, memory):
@@ -87,15 +89,15 @@ def photos_read(monkeypatch):
     """From now on: photos described (keypoints), encoded and embedded; vocabularies learned."""
     read = {"described": [], "encoded": 0, "embedded": [], "vocabularies learned": 0}
     describe, transform = BagOfVisualWords.describe, CNNEmbedder.transform
-    learn, encode = BagOfVisualWords.fit, BagOfVisualWords.transform
+    learn, encode = BagOfVisualWords.fit_described, BagOfVisualWords.encode_described
 
-    def counting_encode(self, X):
-        read["encoded"] += len(X)
-        return encode(self, X)
+    def counting_encode(self, described):
+        read["encoded"] += len(described)
+        return encode(self, described)
 
-    def counting_fit(self, X, y=None):
+    def counting_fit(self, described):
         read["vocabularies learned"] += 1
-        return learn(self, X, y)
+        return learn(self, described)
 
     def counting_describe(self, X):
         read["described"].extend(X)
@@ -107,8 +109,8 @@ def photos_read(monkeypatch):
 
     monkeypatch.setattr(BagOfVisualWords, "describe", counting_describe)
     monkeypatch.setattr(CNNEmbedder, "transform", counting_transform)
-    monkeypatch.setattr(BagOfVisualWords, "fit", counting_fit)
-    monkeypatch.setattr(BagOfVisualWords, "transform", counting_encode)
+    monkeypatch.setattr(BagOfVisualWords, "fit_described", counting_fit)
+    monkeypatch.setattr(BagOfVisualWords, "encode_described", counting_encode)
     return read
 
 
@@ -223,10 +225,10 @@ def test_skip_drops_photos_with_their_labels(split, memory):
         ({"fusion": "middle"}, "fusion must be one of"),
         ({"deep": "lite0"}, "deep must be None or a CNNEmbedder"),
         ({"deep": FrozenEstimator(SMALL_TRADITIONAL)}, r"or FrozenEstimator\(a fitted CNNEmbedder"),
-        ({"weights": 1.0}, "weights must be a pair of weights"),
-        ({"weights": (1.0,)}, "two non-negative numbers"),
-        ({"weights": (1.0, -0.5)}, "two non-negative numbers"),
-        ({"weights": ("a", 1.0)}, "two non-negative numbers"),
+        ({"block_weights": 1.0}, "block_weights must be a pair of weights"),
+        ({"block_weights": (1.0,)}, "two non-negative numbers"),
+        ({"block_weights": (1.0, -0.5)}, "two non-negative numbers"),
+        ({"block_weights": ("a", 1.0)}, "two non-negative numbers"),
     ],
 )
 def test_bad_parameters_are_named(split, params, fragment):
@@ -238,15 +240,15 @@ def test_bad_parameters_are_named(split, params, fragment):
 def test_default_deep_branch_crops_tighter_than_the_weights(split, memory):
     train, _, y_train, _ = split
     fitted = model(memory, branch="deep").fit(train[:20], y_train[:20])
-    assert fitted.branches_["deep"].fitted_.preprocessing_.resize == 299  # 224 / 0.75
+    assert fitted.features_.fitted_extractor("deep").preprocessing_.resize == 299  # 224 / 0.75
     assert CNNEmbedder().fit(train[:1]).preprocessing_.resize == 256  # the weights' own 0.875
 
 
-@pytest.mark.parametrize("weights", [(0.5, 1.0), (2.0, 1.0)])
-def test_early_fusion_weights_the_blocks_as_fused_features_do(split, memory, weights):
+@pytest.mark.parametrize("block_weights", [(0.5, 1.0), (2.0, 1.0)])
+def test_early_fusion_weights_the_blocks_as_fused_features_do(split, memory, block_weights):
     train, test, y_train, _ = split
-    fitted = model(memory, weights=weights).fit(train, y_train)
-    features = FusedFeatures(traditional=SMALL_TRADITIONAL, weights=weights, memory=memory)
+    fitted = model(memory, block_weights=block_weights).fit(train, y_train)
+    features = FusedFeatures(SMALL_TRADITIONAL, block_weights=block_weights, memory=memory)
     expected = fit_in_row_space(  # as FusedClassifier solves it: the same optimum, faster
         LogisticRegression(C=10.0, max_iter=3000),
         features.fit_transform(train),
@@ -259,7 +261,7 @@ def test_early_fusion_weights_the_blocks_as_fused_features_do(split, memory, wei
     )
 
 
-def test_default_weights_shorten_the_traditional_block(demo, memory):
+def test_default_block_weights_shorten_the_traditional_block(demo, memory):
     fused = FusedFeatures(traditional=SMALL_TRADITIONAL, memory=memory)
     features = fused.fit_transform(demo.data[::10])
     width = fused.branches_["traditional"].fitted_.n_features_out_
@@ -277,7 +279,7 @@ def test_labels_must_match_the_photos(split):
 
 def test_fused_features_blocks_are_normalised_and_named(demo, memory):
     photos = demo.data[::10]
-    fused = FusedFeatures(traditional=SMALL_TRADITIONAL, weights=(1.0, 2.0), memory=memory)
+    fused = FusedFeatures(SMALL_TRADITIONAL, block_weights=(1.0, 2.0), memory=memory)
     features = fused.fit_transform(photos)
     width = fused.branches_["traditional"].fitted_.n_features_out_
     np.testing.assert_allclose(np.linalg.norm(features[:, :width], axis=1), 1.0, rtol=1e-5)

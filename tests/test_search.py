@@ -136,7 +136,7 @@ def test_unreadable_photos_are_skipped_by_id_or_answered_with_none(catalogue, me
         ProductIndex(memory=memory).fit(mixed, ["a", "broken", "b"])
     skipping = ProductIndex(memory=memory, on_error="skip").fit(mixed, ["a", "broken", "b"])
     assert skipping.ids_.tolist() == ["a", "b"]
-    assert skipping.skipped_ids_.tolist() == ["broken"]
+    assert skipping.dropped_indices_.tolist() == [1]
     with pytest.warns(UnreadableImageWarning, match=r"broken\.jpg"):
         results = skipping.set_params(on_error="warn").query([str(broken), queries[0]], k=1)
     assert results[0] is None
@@ -234,7 +234,7 @@ def test_quantised_descriptors_stay_close_and_small():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"weights": (1.0, -1.0)}, "weights must be two non-negative numbers"),
+        ({"block_weights": (1.0, -1.0)}, "block_weights must be two non-negative numbers"),
         ({"branch": "colour"}, "branch must be one of"),
         ({"rerank": "sift"}, "rerank must be one of"),
         ({"rerank_depth": 0}, "rerank_depth must be an int"),

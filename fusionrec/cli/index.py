@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 from .._choices import SEARCHES
-from ..datasets.folder import IMAGE_EXTENSIONS
+from ..datasets import IMAGE_EXTENSIONS
 from . import model_file
 from .errors import CommandError
 from .options import (
@@ -90,11 +90,11 @@ def trained_network(args: argparse.Namespace) -> FrozenEstimator:
     if args.backbone or args.weights:
         raise CommandError("--deep-from brings its own CNN: leave out --backbone and --weights")
     model, _ = model_file.load(args.deep_from)
-    if "deep" not in model.branches_:
+    if "deep" not in model.features_.branches_:
         raise CommandError(
             f"{args.deep_from} classifies by keypoints alone: it has no CNN to search with"
         )
-    return FrozenEstimator(model.branches_["deep"].fitted_)
+    return FrozenEstimator(model.features_.fitted_extractor("deep"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     index.fit(np.array([str(path) for path in photos], dtype=object), ids)
     seconds = time.perf_counter() - started
-    for skipped in index.skipped_ids_:
-        print(f"left out unreadable photo: {skipped}")
+    for position in index.dropped_indices_:
+        print(f"left out unreadable photo: {ids[position]}")
     path = model_file.save(index, args.output, kind="index", folder=str(Path(args.folder)))
     print(f"indexed {len(index.ids_)} photos of {args.folder} in {seconds:.1f} s")
     print(f"saved to {path}")

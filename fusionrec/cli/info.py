@@ -33,7 +33,7 @@ def _installed_version(distribution: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the versions, the detectors, the default features and what the demo data holds."""
-    from ..fusion.features import default_deep, default_traditional
+    from ..features import default_deep, default_traditional
 
     print(f"fusionrec {__version__}")
     for distribution in _LIBRARIES:

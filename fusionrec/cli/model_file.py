@@ -15,6 +15,7 @@ from typing import Any
 import joblib
 
 from .. import __version__
+from .._pickling import moved_modules_resolved
 from .errors import CommandError
 
 FORMAT_VERSION = 1
@@ -63,7 +64,8 @@ def load(path: str | os.PathLike, kind: str = "model") -> tuple[Any, dict]:
         reason = "is a folder" if path.is_dir() else "does not exist"
         raise CommandError(f"{kind} file {str(path)!r} {reason}")
     try:
-        payload = joblib.load(path)
+        with moved_modules_resolved():
+            payload = joblib.load(path)
     except Exception as error:  # any bytes can reach the unpickler: every failure means the same
         raise CommandError(
             f"{str(path)!r} is not a fusionrec {kind} file (it cannot be unpickled: "

@@ -6,8 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from ..traditional.codebook import ENCODINGS
-from ..traditional.detectors import DETECTORS
+from ..traditional import DETECTORS, ENCODINGS
 
 # Exporting the CNN to ONNX costs one pause per run (26 s on two busy cores, where PyTorch
 # embedded 150 demo photos in 21 s and ONNX Runtime in 8 s): it pays off from about 300 photos.
@@ -124,7 +123,7 @@ def extractors(args: argparse.Namespace, n_photos: int) -> dict[str, Any]:
 
     ``n_photos``, how many photos the run will extract features from, picks the CNN's runtime.
     """
-    from ..fusion.features import default_deep, default_traditional
+    from ..features import default_deep, default_traditional
 
     traditional = default_traditional(args.n_jobs, args.seed)
     deep = default_deep().set_params(runtime=runtime_for(n_photos), random_state=args.seed)
@@ -167,7 +166,7 @@ def prepare_to_predict(model: Any, n_photos: int, verbose: bool) -> None:
     """
     from .. import CNNEmbedder
 
-    for branch in model.branches_.values():
+    for branch in model.features_.branches_.values():
         for extractor in (branch.extractor, branch.fitted_):
             extractor.set_params(verbose=int(verbose))
             if isinstance(extractor, CNNEmbedder):

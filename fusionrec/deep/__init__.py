@@ -1,9 +1,10 @@
 """The deep branch: CNN embeddings from pretrained or user-supplied networks."""
 
 from .backbones import Backbone, build_backbone
-from .embedder import CNNEmbedder, resolve_device
+from .device import resolve_device
+from .embedder import CNNEmbedder
+from .fine_tuning import FineTuning
 from .preprocessing import Preprocessing
-from .training import FineTuning
 from .weights import BUNDLED
 
 __all__ = [

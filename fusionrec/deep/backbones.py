@@ -42,7 +42,7 @@ def build_backbone(
     backbone: str | nn.Module,
     weights: Any = "default",
     preprocessing: Preprocessing | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
 ) -> Backbone:
     """Build ``backbone`` with ``weights``, its classifier removed, in eval mode.
 
@@ -56,14 +56,17 @@ def build_backbone(
     weights : "default", None, str, os.PathLike or torchvision weight enum
         ``"default"``: the bundled weights, torchvision's default weights for
         that model, or a module as it is. ``None``: random initialisation
-        (seeded by ``seed``). A path: a local state dict, read with
+        (seeded by ``seed``; ``seed=None``: unseeded). A path: a local state dict, read with
         ``weights_only=True``. A torchvision enum or its member name, such
         as ``"IMAGENET1K_V2"``.
     preprocessing : Preprocessing, optional
         Overrides the preprocessing that comes with the weights.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        if seed is None:
+            torch.seed()
+        else:
+            torch.manual_seed(seed)
         if isinstance(backbone, nn.Module):
             built = _user_module(backbone, weights)
         elif backbone in BUNDLED:

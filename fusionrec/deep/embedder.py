@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
-from collections import deque
+import numbers
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,25 +34,16 @@ from ..images import (
     report_unreadable,
 )
 from .backbones import build_backbone
+from .device import DEVICES, resolve_device
+from .fine_tuning import FineTuning
 from .layers import EmbeddingHead, as_layers, check_layers
+from .prefetch import prefetched
 from .preprocessing import Preprocessing
-from .runtime import OnnxEmbedding, onnxruntime_available
-from .training import FineTuning, fine_tune
+from .runtime import OnnxEmbedding, fingerprint, onnxruntime_available
+from .training import fine_tune
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 RUNTIMES = ("auto", "torch", "onnxruntime")
 _PREFETCH_BATCHES = 2
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
@@ -106,13 +98,15 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         times faster than PyTorch there, with embeddings equal to about 1e-5.
         ``"auto"`` uses it when the device is the CPU and ``pip install
         fusionrec[onnx]`` has installed it; otherwise PyTorch.
-    n_jobs : int, default=1
-        Threads that decode and prepare photos while the network runs.
+    n_threads : int, default=1
+        Threads that decode and prepare photos while the network runs
+        (threads inside this process, not joblib workers).
     on_error : {"raise", "warn", "skip"}, default="raise"
         What to do with unreadable photos; see :mod:`fusionrec.images.errors`.
         A dropped photo gives a row of NaN.
-    random_state : int or None, default=None
-        Seeds random initialisation (``weights=None``).
+    random_state : int, RandomState or None, default=None
+        Seeds random initialisation (``weights=None``) and fine-tuning;
+        ``None``: unseeded, so two fits differ where anything is random.
     verbose : int, default=0
         Show a progress bar when positive.
     fine_tune : FineTuning or None, default=None
@@ -168,6 +162,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
     """
 
     _added_parameters: ClassVar[dict] = {"warm_start": False}
+    _renamed: ClassVar[dict] = {"n_jobs": "n_threads"}
     _parameter_constraints: dict = {  # noqa: RUF012
         "backbone": (InstanceOf((str, nn.Module), "a model name or a torch.nn.Module"),),
         "layer": (
@@ -180,9 +175,9 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         "batch_size": (Integer(1),),
         "device": (Options(DEVICES),),
         "runtime": (Options(RUNTIMES),),
-        "n_jobs": (Integer(1),),
+        "n_threads": (Integer(1),),
         "on_error": ON_ERROR,
-        "random_state": RANDOM_STATE[:2],
+        "random_state": RANDOM_STATE,
         "verbose": VERBOSE,
         "fine_tune": (Options((None,)), InstanceOf((FineTuning,), "a FineTuning")),
         "warm_start": (Options((True, False)),),
@@ -200,7 +195,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         batch_size: int = 32,
         device: str = "auto",
         runtime: str = "auto",
-        n_jobs: int = 1,
+        n_threads: int = 1,
         on_error: str = "raise",
         random_state: int | None = None,
         verbose: int = 0,
@@ -216,7 +211,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.runtime = runtime
-        self.n_jobs = n_jobs
+        self.n_threads = n_threads
         self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
@@ -243,7 +238,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
             self._tune(images, y)
             return self
         built = build_backbone(
-            self.backbone, self.weights, self.preprocessing, seed=self.random_state or 0
+            self.backbone, self.weights, self.preprocessing, seed=_seed(self.random_state)
         )
         check_layers(built.network, self.layer)
         self.network_ = built.network
@@ -289,16 +284,14 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
 
     def _prepared_batches(self, images, failures: list) -> Iterator[tuple[list[int], np.ndarray]]:
         """Prepare batches in background threads, a few ahead of the network."""
-        starts = range(0, len(images), self.batch_size)
-        with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
-            pending: deque = deque()
-            for start in starts:
-                chunk = [images[i] for i in range(start, min(start + self.batch_size, len(images)))]
-                pending.append(pool.submit(self._prepare, chunk, start))
-                if len(pending) > _PREFETCH_BATCHES:
-                    yield self._collect(pending.popleft(), failures)
-            while pending:
-                yield self._collect(pending.popleft(), failures)
+        tasks = (
+            partial(self._prepare, _chunk(images, start, self.batch_size), start)
+            for start in range(0, len(images), self.batch_size)
+        )
+        with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
+            for positions, batch, chunk_failures in prefetched(pool, tasks, _PREFETCH_BATCHES):
+                failures.extend(chunk_failures)
+                yield positions, batch
 
     def _prepare(self, chunk: list, start: int):
         failures: list[ImageReadError] = []
@@ -311,12 +304,6 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
                 arrays.append(self.preprocessing_(rgb))
         batch = np.stack(arrays) if arrays else np.zeros((0, 3, 1, 1), np.float32)
         return positions, batch, failures
-
-    @staticmethod
-    def _collect(future, failures: list) -> tuple[list[int], np.ndarray]:
-        positions, batch, chunk_failures = future.result()
-        failures.extend(chunk_failures)
-        return positions, batch
 
     def _embedding_function(self, device: torch.device):
         """The fastest way to embed a prepared batch on ``device``."""
@@ -339,6 +326,17 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
             if not eligible:
                 raise ValueError(f"runtime='onnxruntime' runs on the CPU only; device is {device}")
         return eligible and onnxruntime_available()
+
+    def feature_key(self) -> str:
+        """Names what :meth:`transform` gives a photo: network, weights, layers and input.
+
+        Two fitted embedders with the same key embed every photo alike, so a
+        per-photo cache of embeddings may serve both; a fine-tuned network's
+        changed weights change the key.
+        """
+        check_is_fitted(self, "network_")
+        key = "embed-" + fingerprint(self.network_, self.preprocessing_.crop)
+        return f"{key}-{self.layer}-{self.normalize}-{self.preprocessing_}"
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns.
@@ -394,8 +392,8 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
             settings=self.fine_tune,
             head=self.fine_tuning_head_ if continuing else None,
             device=self.device,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
+            random_state=_seed(self.random_state),
+            n_threads=self.n_threads,
             verbose=self.verbose,
         )
         self.network_, self.fine_tuning_history_, self.fine_tuning_head_ = tuned
@@ -428,3 +426,14 @@ def _embed(head: EmbeddingHead, batch: np.ndarray, device: torch.device) -> np.n
     inputs = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         return head(inputs).float().cpu().numpy()
+
+
+def _chunk(images: Any, start: int, size: int) -> list:
+    return [images[i] for i in range(start, min(start + size, len(images)))]
+
+
+def _seed(random_state: Any) -> int | None:
+    """An int seed for torch and numpy from ``random_state``; ``None`` stays unseeded."""
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return random_state
+    return int(random_state.randint(np.iinfo(np.int32).max))

@@ -1,6 +1,21 @@
 """Fusion: traditional and deep features combined, and the classifier built on them."""
 
 from .classifier import FusedClassifier
-from .features import FusedFeatures
+from .features import (
+    DEFAULT_BLOCK_WEIGHTS,
+    FUSED_CONSTRAINTS,
+    FusedFeatures,
+    check_block_weights,
+    features_for,
+    upgraded_branches,
+)
 
-__all__ = ["FusedClassifier", "FusedFeatures"]
+__all__ = [
+    "DEFAULT_BLOCK_WEIGHTS",
+    "FUSED_CONSTRAINTS",
+    "FusedClassifier",
+    "FusedFeatures",
+    "check_block_weights",
+    "features_for",
+    "upgraded_branches",
+]

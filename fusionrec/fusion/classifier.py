@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -14,21 +14,22 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._choices import BRANCHES, FUSIONS
+from .._choices import FUSIONS
 from .._parallel import single_threaded_blas
+from .._pickling import NewParameterDefaults
 from .._validation import RUN_CONSTRAINTS, Options, validate_params
 from ..deep import CNNEmbedder
+from ..features import cache_location
 from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
-from .cache import cache_location, fit_cached
 from .features import (
-    BRANCH_CONSTRAINTS,
-    BRANCH_NAMES,
-    DEFAULT_WEIGHTS,
-    check_weights,
-    make_branches,
-    normalise_blocks,
+    DEFAULT_BLOCK_WEIGHTS,
+    FUSED_CONSTRAINTS,
+    check_block_weights,
+    features_for,
+    upgraded_branches,
 )
+from .fitting import fit_cached
 from .row_space import fit_in_row_space
 
 _LATE_WEIGHT_GRID = np.linspace(0.0, 1.0, 21)
@@ -39,7 +40,7 @@ def default_classifier(random_state: Any = None) -> LogisticRegression:
     return LogisticRegression(C=10.0, max_iter=3000, random_state=random_state)
 
 
-class FusedClassifier(ClassifierMixin, BaseEstimator):
+class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
     """Classify product photos with keypoint features, CNN features, or both fused.
 
     The flowchart's decision: ``branch`` picks the traditional branch, the deep
@@ -66,6 +67,9 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
     classifier : scikit-learn classifier or None, default=None
         Cloned for each use; ``None``: ``LogisticRegression(C=10)``. Late
         fusion calibrates one without ``predict_proba``.
+    block_weights : tuple of two floats, default=(0.5, 1.0)
+        Early fusion: length of each block per photo (traditional, deep)
+        after normalisation, as in ``FusedFeatures``.
     memory : str, path, joblib.Memory or None, default=None
         Cache each photo's keypoints and embeddings on disk, keyed by photo
         content and extractor settings, so a grid search reads each photo
@@ -77,20 +81,20 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         (see ``dropped_indices_``); in ``predict_proba`` they get NaN rows and
         in ``predict`` the label ``None``.
     n_jobs : int or None, default=None
-        Workers of the default traditional branch and of the late-fusion
-        cross-validation.
-    random_state : int or None, default=None
+        joblib workers of the default traditional branch and of the
+        late-fusion cross-validation.
+    random_state : int, RandomState or None, default=None
+        Seeds the default traditional branch, the default classifier and the
+        late-fusion folds; ``None``: unseeded.
     verbose : int, default=0
-    weights : tuple of two floats, default=(0.5, 1.0)
-        Early fusion: length of each block per photo (traditional, deep)
-        after normalisation, as in ``FusedFeatures``.
 
     Attributes
     ----------
     classes_ : ndarray
         The labels seen in ``fit``, sorted.
-    branches_ : dict
-        The fitted branches used, by name.
+    features_ : FusedFeatures
+        The fitted branches and their fusion (``features_.fitted_extractor("deep")``
+        is the fitted CNN, say).
     classifiers_ : dict
         The fitted classifiers: ``{"fused": ...}`` for early fusion, else one per branch.
     late_weight_ : float
@@ -108,41 +112,43 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
     array([0, 0])
     """
 
+    _renamed: ClassVar[dict] = {"weights": "block_weights"}
     _parameter_constraints: dict = {  # noqa: RUF012
-        "branch": (Options(BRANCHES),),
         "fusion": (Options(FUSIONS),),
-        **BRANCH_CONSTRAINTS,
+        **FUSED_CONSTRAINTS,
         **RUN_CONSTRAINTS,
     }
 
     def __init__(
         self,
         branch: str = "fused",
+        *,
         fusion: str = "early",
         traditional: BagOfVisualWords | None = None,
         deep: CNNEmbedder | None = None,
         classifier: Any = None,
+        block_weights: tuple[float, float] = DEFAULT_BLOCK_WEIGHTS,
         memory: Any = None,
         on_error: str = "raise",
         n_jobs: int | None = None,
         random_state: Any = None,
         verbose: int = 0,
-        weights: tuple[float, float] = DEFAULT_WEIGHTS,
     ) -> None:
         self.branch = branch
         self.fusion = fusion
         self.traditional = traditional
         self.deep = deep
         self.classifier = classifier
+        self.block_weights = block_weights
         self.memory = memory
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
-        self.weights = weights
 
-    def _branch_names(self) -> tuple[str, ...]:
-        return BRANCH_NAMES if self.branch == "fused" else (self.branch,)
+    def _upgraded(self, state: dict) -> dict:
+        """Before 0.1.0 (unreleased), the fitted branches were kept in ``branches_``."""
+        return upgraded_branches(state)
 
     def _is_late(self) -> bool:
         return self.branch == "fused" and self.fusion == "late"
@@ -161,15 +167,13 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         self : FusedClassifier
         """
         validate_params(self, self._parameter_constraints)
-        check_weights(self.weights)
+        check_block_weights(self.block_weights)
         images = non_empty_images(X)
         labels = column_or_1d(np.asarray(y, dtype=object if _has_strings(y) else None))
         if len(labels) != len(images):
             raise ValueError(f"X holds {len(images)} images but y holds {len(labels)} labels")
-        self.branches_ = make_branches(self, self._branch_names())
-        blocks = {
-            name: branch.fit_transform(images, labels) for name, branch in self.branches_.items()
-        }
+        self.features_ = features_for(self)
+        blocks = self.features_.fit_blocks(images, labels)
         dropped = _dropped_rows(blocks)
         self.dropped_indices_ = np.flatnonzero(dropped)
         kept = {name: block[~dropped] for name, block in blocks.items()}
@@ -182,14 +186,10 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
             if self._is_late():
                 self._fit_late(kept, target)
             else:
-                features = self._early_features(list(kept.values()))
+                features = self.features_.fuse(kept)
                 classifier = self._fit_classifier(self._new_classifier(), features, target)
                 self.classifiers_ = {"fused": classifier}
         return self
-
-    def _early_features(self, blocks: list[np.ndarray]) -> np.ndarray:
-        """One row per photo: the blocks normalised, weighted by ``weights`` when both are used."""
-        return normalise_blocks(blocks, self.weights if len(blocks) == 2 else [1.0])
 
     def _new_classifier(self, probabilities: bool = False):
         if self.classifier is None:
@@ -213,7 +213,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
         held_out = {}
         self.classifiers_ = {}
         for name, block in blocks.items():
-            features = normalise_blocks([block], [1.0])
+            features = self.features_.fuse({name: block})
             classifier = self._new_classifier(probabilities=True)
             held_out[name] = _held_out_probabilities(
                 classifier, features, target, folds, self.n_jobs
@@ -223,14 +223,10 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
 
     def _log_probabilities(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "classifiers_")
-        images = non_empty_images(X)
-        blocks = {
-            name: branch.transform(images, on_error=self.on_error)
-            for name, branch in self.branches_.items()
-        }
+        blocks = self.features_.transform_blocks(X, self.on_error)
         dropped = _dropped_rows(blocks)
         width = len(self.classes_)
-        log_probabilities = np.full((len(images), width), np.nan)
+        log_probabilities = np.full((len(dropped), width), np.nan)
         if dropped.all():
             return log_probabilities, dropped
         kept = {name: block[~dropped] for name, block in blocks.items()}
@@ -241,13 +237,12 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
     def _combined_log_probabilities(self, kept: dict[str, np.ndarray]) -> np.ndarray:
         if self._is_late():
             parts = [
-                _log_proba(self.classifiers_[name], normalise_blocks([block], [1.0]))
+                _log_proba(self.classifiers_[name], self.features_.fuse({name: block}))
                 for name, block in kept.items()
             ]
             combined = self.late_weight_ * parts[0] + (1 - self.late_weight_) * parts[1]
         else:
-            features = self._early_features(list(kept.values()))
-            combined = _log_proba(self.classifiers_["fused"], features)
+            combined = _log_proba(self.classifiers_["fused"], self.features_.fuse(kept))
         return combined - _log_sum_exp(combined)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -273,9 +268,7 @@ class FusedClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """The early-fusion classifier's decision function (not offered for late fusion)."""
         check_is_fitted(self, "classifiers_")
-        images = non_empty_images(X)
-        blocks = [branch.transform(images, self.on_error) for branch in self.branches_.values()]
-        features = self._early_features(blocks)
+        features = self.features_.fuse(self.features_.transform_blocks(X, self.on_error))
         with single_threaded_blas():
             return self.classifiers_["fused"].decision_function(features)
 

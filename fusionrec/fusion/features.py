@@ -1,83 +1,42 @@
-"""Early fusion: both branches' features side by side, each block normalised."""
+"""Early fusion: the branches' features side by side, each block normalised and weighted."""
 
 from __future__ import annotations
 
-import copy
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.exceptions import NotFittedError
-from sklearn.frozen import FrozenEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import IS_NONE, RUN_CONSTRAINTS, Frozen, InstanceOf, validate_params
+from .._choices import BRANCHES
+from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
 from ..deep import CNNEmbedder
+from ..features import BRANCH_CONSTRAINTS, BRANCH_NAMES, make_branches
 from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
-from .branches import Branch
 
-BRANCH_NAMES = ("traditional", "deep")
-DEFAULT_WEIGHTS = (0.5, 1.0)
+DEFAULT_BLOCK_WEIGHTS = (0.5, 1.0)
 """Block lengths (traditional, deep) of early fusion, chosen on the Grocery Store val split."""
 
-
-BRANCH_CONSTRAINTS = {
-    "traditional": (
-        IS_NONE,
-        InstanceOf((BagOfVisualWords,), "a BagOfVisualWords"),
-        Frozen((BagOfVisualWords,), "a fitted BagOfVisualWords"),
-    ),
-    "deep": (
-        IS_NONE,
-        InstanceOf((CNNEmbedder,), "a CNNEmbedder"),
-        Frozen((CNNEmbedder,), "a fitted CNNEmbedder"),
-    ),
-    "weights": (InstanceOf((tuple, list), "a pair of weights"),),
+FUSED_CONSTRAINTS = {
+    "branch": (Options(BRANCHES),),
+    **BRANCH_CONSTRAINTS,
+    "block_weights": (InstanceOf((tuple, list), "a pair of weights"),),
 }
-"""The branch parameters shared by FusedFeatures, FusedClassifier and ProductIndex."""
+"""The feature parameters shared by FusedFeatures, FusedClassifier and ProductIndex."""
 
 
-def default_traditional(n_jobs: int | None, random_state: Any) -> BagOfVisualWords:
-    """The traditional branch fusionrec measured best: opponent-colour RootSIFT Fisher vectors.
-
-    On the Grocery Store val split, describing each keypoint's colour as well
-    as its intensity lifted this branch from 0.429 to 0.598 and early fusion
-    from 0.791 to 0.807. The mixture learns from 50,000 sampled descriptors:
-    as accurate there as 200,000, and about 4x faster to learn (which matters
-    in cross-validation, where every fold learns its own).
-    """
-    return BagOfVisualWords(
-        "opponent-rootsift",
-        n_words=64,
-        encoding="fisher",
-        pca_components=64,
-        max_descriptors=50_000,
-        n_jobs=n_jobs,
-        random_state=random_state,
-    )
-
-
-def default_deep() -> CNNEmbedder:
-    """ImageNet EfficientNet-Lite0 (weights bundled), centre crop keeping 0.75 of the shorter side.
-
-    Chosen on the Grocery Store val split: the tighter crop scores better
-    than the weights' own 0.875 crop, at the same cost per photo.
-    """
-    return CNNEmbedder(crop_fraction=0.75)
-
-
-def check_weights(weights: Any) -> None:
-    """Raise ``ValueError`` unless ``weights`` holds two non-negative numbers."""
-    if len(weights) != 2 or not all(
-        isinstance(weight, numbers.Real) and weight >= 0 for weight in weights
+def check_block_weights(block_weights: Any) -> None:
+    """Raise ``ValueError`` unless ``block_weights`` holds two non-negative numbers."""
+    if len(block_weights) != 2 or not all(
+        isinstance(weight, numbers.Real) and weight >= 0 for weight in block_weights
     ):
-        raise ValueError(f"weights must be two non-negative numbers; got {weights!r}")
+        raise ValueError(f"block_weights must be two non-negative numbers; got {block_weights!r}")
 
 
-def normalise_blocks(blocks: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+def normalise_blocks(blocks: list[np.ndarray], weights: list[float] | tuple) -> np.ndarray:
     """L2-normalise each block's rows, scale block ``i`` by ``weights[i]``, concatenate.
 
     Every block then has the same length per photo whatever its width or
@@ -91,46 +50,13 @@ def normalise_blocks(blocks: Sequence[np.ndarray], weights: Sequence[float]) -> 
     return np.hstack(scaled).astype(np.float32)
 
 
-def make_branches(estimator: Any, names: Sequence[str]) -> dict[str, Branch]:
-    """The branches an estimator uses, with its ``on_error``, ``verbose`` and ``memory``.
-
-    An extractor wrapped in ``FrozenEstimator`` is used as fitted (a copy, so
-    the caller's object is never changed); any other is cloned and refitted.
-    """
-    extractors = {
-        "traditional": default_traditional(estimator.n_jobs, estimator.random_state)
-        if estimator.traditional is None
-        else estimator.traditional,
-        "deep": default_deep() if estimator.deep is None else estimator.deep,
-    }
-    branches = {}
-    for name in names:
-        frozen = isinstance(extractors[name], FrozenEstimator)
-        extractor = _frozen_copy(extractors[name], name) if frozen else clone(extractors[name])
-        extractor.set_params(on_error=estimator.on_error)
-        if estimator.verbose:
-            extractor.set_params(verbose=estimator.verbose)
-        branches[name] = Branch(extractor, estimator.memory, frozen=frozen)
-    return branches
-
-
-def _frozen_copy(frozen: FrozenEstimator, name: str) -> BagOfVisualWords | CNNEmbedder:
-    """A copy of the fitted extractor inside ``frozen``; a clear error if it is not fitted."""
-    try:
-        check_is_fitted(frozen.estimator)
-    except NotFittedError as error:
-        raise NotFittedError(
-            f"the {name} branch is a FrozenEstimator around an unfitted "
-            f"{type(frozen.estimator).__name__}: fit it before freezing it"
-        ) from error
-    return copy.deepcopy(frozen.estimator)
-
-
 class FusedFeatures(TransformerMixin, BaseEstimator):
     """Concatenate traditional and deep features, each block normalised and weighted.
 
     Early fusion from the flowchart: one vector per photo holding both
-    branches' features, ready for any scikit-learn classifier.
+    branches' features, ready for any scikit-learn classifier. It is written
+    once, here: :class:`fusionrec.FusedClassifier` and
+    :class:`fusionrec.ProductIndex` extract and fuse their features with it.
 
     Parameters
     ----------
@@ -142,9 +68,12 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
         crop keeping 0.75 of the shorter side. Either branch may come fitted,
         wrapped in ``sklearn.frozen.FrozenEstimator`` (a fine-tuned
         ``CNNEmbedder``, say): it is then used as it is, never refitted.
-    weights : tuple of two floats, default=(0.5, 1.0)
+    branch : {"fused", "traditional", "deep"}, default="fused"
+        Which branches to extract: both, or one (then its block alone,
+        L2-normalised).
+    block_weights : tuple of two floats, default=(0.5, 1.0)
         Length of each branch's block per photo (traditional, deep) after
-        normalisation.
+        normalisation, with both branches.
     memory : str, path, joblib.Memory or None, default=None
         Cache each photo's keypoints and embeddings on disk, keyed by photo
         content and extractor settings, so refitting on overlapping photos
@@ -152,14 +81,14 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     on_error : {"raise", "warn", "skip"}, default="raise"
         Applied to both branches; a dropped photo gives a row of NaN.
     n_jobs : int or None, default=None
-        Workers of the default traditional branch.
-    random_state : int or None, default=None
-        Seeds the default traditional branch.
+        joblib workers of the default traditional branch.
+    random_state : int, RandomState or None, default=None
+        Seeds the default traditional branch; ``None``: unseeded.
     verbose : int, default=0
 
     Attributes
     ----------
-    branches_ : dict
+    branches_ : dict of str to fusionrec.features.Branch
         The fitted branches, by name.
     n_features_out_ : int
 
@@ -168,19 +97,20 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     >>> from fusionrec import BagOfVisualWords, FusedFeatures
     >>> from fusionrec.datasets import load_demo_products
     >>> photos = load_demo_products().data[:20]
-    >>> fused = FusedFeatures(traditional=BagOfVisualWords(n_words=8, random_state=0))
+    >>> fused = FusedFeatures(BagOfVisualWords(n_words=8, random_state=0))
     >>> fused.fit_transform(photos).shape
     (20, 1288)
     """
 
-    _parameter_constraints: dict = {**BRANCH_CONSTRAINTS, **RUN_CONSTRAINTS}  # noqa: RUF012
+    _parameter_constraints: dict = {**FUSED_CONSTRAINTS, **RUN_CONSTRAINTS}  # noqa: RUF012
 
     def __init__(
         self,
         traditional: BagOfVisualWords | None = None,
-        deep: CNNEmbedder | None = None,
         *,
-        weights: tuple[float, float] = DEFAULT_WEIGHTS,
+        deep: CNNEmbedder | None = None,
+        branch: str = "fused",
+        block_weights: tuple[float, float] = DEFAULT_BLOCK_WEIGHTS,
         memory: Any = None,
         on_error: str = "raise",
         n_jobs: int | None = None,
@@ -189,37 +119,70 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     ) -> None:
         self.traditional = traditional
         self.deep = deep
-        self.weights = weights
+        self.branch = branch
+        self.block_weights = block_weights
         self.memory = memory
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check(self) -> None:
-        validate_params(self, self._parameter_constraints)
-        check_weights(self.weights)
-
     def fit(self, X: Any, y: Any = None) -> FusedFeatures:
-        """Fit both branches on the photos (``y`` reaches a fine-tuned deep branch)."""
-        self.fit_transform(X, y)
+        """Fit the branches on the photos (``y`` reaches a fine-tuned deep branch)."""
+        self.fit_blocks(X, y)
         return self
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fit both branches and return the fused features of the same photos."""
-        self._check()
-        images = non_empty_images(X)
-        self.branches_ = make_branches(self, BRANCH_NAMES)
-        blocks = [branch.fit_transform(images, y) for branch in self.branches_.values()]
-        self.n_features_out_ = sum(block.shape[1] for block in blocks)
-        return normalise_blocks(blocks, self.weights)
+        """Fit the branches and return the fused features of the same photos."""
+        return self.fuse(self.fit_blocks(X, y))
 
     def transform(self, X: Any) -> np.ndarray:
         """Fused features: ``(n_images, n_features_out_)`` float32, NaN rows for dropped photos."""
+        return self.fuse(self.transform_blocks(X))
+
+    def fit_blocks(self, X: Any, y: Any = None) -> dict[str, np.ndarray]:
+        """Fit the branches and return each one's features of the photos, before fusion.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Per branch name, ``(n_images, width)`` features as the extractor
+            gives them; all-NaN rows for dropped photos.
+        """
+        validate_params(self, self._parameter_constraints)
+        check_block_weights(self.block_weights)
+        images = non_empty_images(X)
+        names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)
+        self.branches_ = make_branches(self, names)
+        blocks = {name: branch.fit_transform(images, y) for name, branch in self.branches_.items()}
+        self.n_features_out_ = sum(block.shape[1] for block in blocks.values())
+        return blocks
+
+    def transform_blocks(self, X: Any, on_error: str | None = None) -> dict[str, np.ndarray]:
+        """Each fitted branch's features of the photos, before fusion.
+
+        ``on_error`` overrides the policy given at fit (an estimator built on
+        this one passes its own).
+        """
         check_is_fitted(self, "branches_")
         images = non_empty_images(X)
-        blocks = [branch.transform(images, self.on_error) for branch in self.branches_.values()]
-        return normalise_blocks(blocks, self.weights)
+        policy = self.on_error if on_error is None else on_error
+        return {name: branch.transform(images, policy) for name, branch in self.branches_.items()}
+
+    def fuse(self, blocks: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One row per photo: the blocks L2-normalised, weighted by ``block_weights`` if both.
+
+        A single block (one branch, or one of a late fusion's) is only normalised.
+        """
+        weights = self.block_weights if len(blocks) == 2 else (1.0,)
+        return normalise_blocks(list(blocks.values()), weights)
+
+    def fitted_extractor(self, name: str) -> BagOfVisualWords | CNNEmbedder:
+        """The fitted extractor of the branch ``name`` (``"traditional"`` or ``"deep"``)."""
+        check_is_fitted(self, "branches_")
+        if name not in self.branches_:
+            raise KeyError(f"no {name!r} branch was fitted; fitted: {sorted(self.branches_)}")
+        return self.branches_[name].fitted_
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Column names prefixed by their branch, e.g. ``traditional__fisher_mu_w0_d0``."""
@@ -237,3 +200,34 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         return tags
+
+
+def features_for(estimator: Any) -> FusedFeatures:
+    """An unfitted :class:`FusedFeatures` with the feature parameters of ``estimator``.
+
+    ``estimator`` (a FusedClassifier or ProductIndex) has every parameter of
+    FusedFeatures, which then extracts and fuses its features.
+    """
+    return FusedFeatures(
+        **{name: getattr(estimator, name) for name in FusedFeatures._get_param_names()}
+    )
+
+
+def upgraded_branches(state: dict) -> dict:
+    """An estimator's pickled state from before :class:`FusedFeatures` held its branches.
+
+    Estimators pickled by fusionrec 0.1.0.dev0 builds before the features
+    layer kept their fitted branches in ``branches_``; they now live in a
+    fitted ``features_``.
+    """
+    if "branches_" not in state:
+        return state
+    state = dict(state)
+    branches = state.pop("branches_")
+    features = FusedFeatures(
+        **{name: state[name] for name in FusedFeatures._get_param_names() if name in state}
+    )
+    features.branches_ = branches
+    features.n_features_out_ = sum(branch.fitted_.n_features_out_ for branch in branches.values())
+    state["features_"] = features
+    return state

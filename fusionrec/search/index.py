@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._choices import BRANCHES, SEARCHES
+from .._choices import SEARCHES
 from .._pickling import NewParameterDefaults
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Integer, Options, validate_params
 from ..deep import CNNEmbedder
-from ..fusion.features import (
-    BRANCH_CONSTRAINTS,
-    BRANCH_NAMES,
-    DEFAULT_WEIGHTS,
-    check_weights,
-    make_branches,
-    normalise_blocks,
+from ..fusion import (
+    DEFAULT_BLOCK_WEIGHTS,
+    FUSED_CONSTRAINTS,
+    check_block_weights,
+    features_for,
+    upgraded_branches,
 )
 from ..images import non_empty_images
-from ..traditional import BagOfVisualWords
-from ..traditional.detectors import check_detector
+from ..traditional import BagOfVisualWords, check_detector
 from .geometry import Keypoints, count_inliers
 from .inverted_file import InvertedFile, default_n_lists, require_faiss, train_centroids
 from .results import Matches
@@ -58,9 +58,9 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         keeping 0.75 of the shorter side. Either branch may come fitted,
         wrapped in ``sklearn.frozen.FrozenEstimator``: a ``CNNEmbedder``
         fine-tuned on labelled product photos, say. It is then used as it is.
-    weights : tuple of two floats, default=(0.5, 1.0)
+    block_weights : tuple of two floats, default=(0.5, 1.0)
         Lengths of the traditional and deep blocks (``branch="fused"`` only),
-        as in :class:`fusionrec.FusedClassifier`.
+        as in :class:`fusionrec.FusedFeatures`.
     search : {"exact", "ivf"}, default="exact"
         ``"exact"`` compares each query with every item (numpy). ``"ivf"``
         (needs ``pip install 'fusionrec[ann]'``: faiss-cpu) files the items
@@ -79,12 +79,14 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
     memory : str, path, joblib.Memory or None, default=None
         Cache each photo's features on disk (see :class:`fusionrec.FusedClassifier`).
     on_error : {"raise", "warn", "skip"}, default="raise"
-        Unreadable catalogue photos are left out of the index (their ids are
-        in ``skipped_ids_``); an unreadable query gets ``None`` instead of matches.
+        Unreadable catalogue photos are left out of the index (their
+        positions are in ``dropped_indices_``); an unreadable query gets
+        ``None`` instead of matches.
     n_jobs : int or None, default=None
-        Workers for keypoint extraction.
-    random_state : int or None, default=None
-        Seeds the default traditional branch's vocabulary.
+        joblib workers for keypoint extraction.
+    random_state : int, RandomState or None, default=None
+        Seeds the default traditional branch's vocabulary and the inverted
+        file's centroids; ``None``: unseeded.
     verbose : int, default=0
         Show progress bars when positive.
 
@@ -96,10 +98,11 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         Their L2-normalised features.
     keypoints_ : list of Keypoints or None
         Their keypoints for re-ranking (``None`` without ``rerank``).
-    branches_ : dict
-        The fitted feature extractors, by branch name.
-    skipped_ids_ : ndarray
-        Ids of the photos the last ``fit`` or ``add`` could not read.
+    features_ : FusedFeatures
+        The fitted feature extractors and their fusion.
+    dropped_indices_ : ndarray
+        Positions, among the photos given to the last ``fit`` or ``add``, of
+        those that could not be read (and were not indexed).
     centroids_ : ndarray or None
         With ``search="ivf"``: the lists' centroids, learned in ``fit``
         (seeded by ``random_state``). Items added later are filed under them;
@@ -127,9 +130,9 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
     """
 
     _added_parameters: ClassVar[dict] = {"search": "exact", "n_probes": 32}
+    _renamed: ClassVar[dict] = {"weights": "block_weights"}
     _parameter_constraints: dict = {  # noqa: RUF012
-        "branch": (Options(BRANCHES),),
-        **BRANCH_CONSTRAINTS,
+        **FUSED_CONSTRAINTS,
         "rerank": (Options(RERANKS),),
         "rerank_depth": (Integer(1),),
         "rerank_detector": (InstanceOf((str,), "a detector name"),),
@@ -144,7 +147,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         *,
         traditional: BagOfVisualWords | None = None,
         deep: CNNEmbedder | None = None,
-        weights: tuple[float, float] = DEFAULT_WEIGHTS,
+        block_weights: tuple[float, float] = DEFAULT_BLOCK_WEIGHTS,
         rerank: str | None = None,
         rerank_depth: int = 20,
         rerank_detector: str = "rootsift",
@@ -159,7 +162,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         self.branch = branch
         self.traditional = traditional
         self.deep = deep
-        self.weights = weights
+        self.block_weights = block_weights
         self.rerank = rerank
         self.rerank_depth = rerank_depth
         self.rerank_detector = rerank_detector
@@ -185,17 +188,15 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         self : ProductIndex
         """
         validate_params(self, self._parameter_constraints)
-        check_weights(self.weights)
+        check_block_weights(self.block_weights)
         if self.search == "ivf":
             require_faiss()
         if self.rerank:
             check_detector(self.rerank_detector)
         images = non_empty_images(X)
         ids = _new_ids(np.arange(len(images)) if ids is None else ids, len(images), ())
-        names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)
-        self.branches_ = make_branches(self, names)
-        blocks = [branch.fit_transform(images) for branch in self.branches_.values()]
-        vectors = self._combine(blocks)
+        self.features_ = features_for(self)
+        vectors = l2_normalise(self.features_.fit_transform(images))
         self.ids_ = np.empty(0, dtype=object)
         self.vectors_ = np.empty((0, vectors.shape[1]), dtype=np.float32)
         self.keypoints_ = [] if self.rerank else None
@@ -282,6 +283,14 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
+    def _upgraded(self, state: dict) -> dict:
+        """Before 0.1.0 (unreleased): ``branches_`` and ``skipped_ids_`` (now positions)."""
+        state = upgraded_branches(state)
+        if "skipped_ids_" in state:
+            state.pop("skipped_ids_")
+            state["dropped_indices_"] = np.empty(0, dtype=np.intp)
+        return state
+
     def __getstate__(self) -> dict:
         """Pickle without the faiss lists, which are refiled from ``vectors_`` after loading."""
         state = super().__getstate__()
@@ -299,21 +308,18 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         return self._inverted_file.search(queries, k, self.n_probes, self.vectors_)
 
     def _centroids(self) -> np.ndarray:
-        seed = self.random_state if isinstance(self.random_state, int) else 0
+        seed = self.random_state
+        if not isinstance(seed, numbers.Integral):
+            seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
         return train_centroids(self.vectors_, default_n_lists(len(self.vectors_)), seed)
 
     def _features(self, images: Sequence) -> np.ndarray:
-        return self._combine(
-            [branch.transform(images, self.on_error) for branch in self.branches_.values()]
-        )
-
-    def _combine(self, blocks: list[np.ndarray]) -> np.ndarray:
-        weights = self.weights if len(blocks) == 2 else (1.0,)
-        return l2_normalise(normalise_blocks(blocks, weights))
+        blocks = self.features_.transform_blocks(images, self.on_error)
+        return l2_normalise(self.features_.fuse(blocks))
 
     def _append(self, images: Sequence, ids: np.ndarray, vectors: np.ndarray) -> None:
         readable = ~np.isnan(vectors).any(axis=1)
-        self.skipped_ids_ = ids[~readable]
+        self.dropped_indices_ = np.flatnonzero(~readable)
         self.ids_ = np.concatenate([self.ids_, ids[readable]])
         self.vectors_ = np.vstack([self.vectors_, vectors[readable]])
         if getattr(self, "_inverted_file", None) is not None:

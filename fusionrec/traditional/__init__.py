@@ -1,7 +1,15 @@
 """The traditional branch: local keypoint features encoded as visual words."""
 
 from .bag_of_words import BagOfVisualWords
-from .codebook import Codebook
-from .detectors import DetectorUnavailableError, available_detectors
+from .codebook import ENCODINGS, Codebook
+from .detectors import DETECTORS, DetectorUnavailableError, available_detectors, check_detector
 
-__all__ = ["BagOfVisualWords", "Codebook", "DetectorUnavailableError", "available_detectors"]
+__all__ = [
+    "DETECTORS",
+    "ENCODINGS",
+    "BagOfVisualWords",
+    "Codebook",
+    "DetectorUnavailableError",
+    "available_detectors",
+    "check_detector",
+]

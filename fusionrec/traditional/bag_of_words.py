@@ -174,9 +174,10 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
                 f"tfidf applies to encoding='bovw' only; got encoding={self.encoding!r}"
             )
 
-    def _describer(self, n_dims: int | None = None) -> dict:
+    def _describer(self, n_dims: int | None = None, *, described: bool = False) -> dict:
+        """How chunks read descriptors; ``described``: from ``(positions, descriptors)`` pairs."""
         return {
-            "detector": self.detector,
+            "detector": PRECOMPUTED if described else self.detector,
             "max_side": self.max_side,
             "max_keypoints": self.max_keypoints,
             "n_dims": n_dims,
@@ -211,6 +212,28 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         -------
         self : BagOfVisualWords
         """
+        return self._fit(X, described=False)
+
+    def fit_described(self, described: Any) -> BagOfVisualWords:
+        """Learn the vocabulary from what :meth:`describe` returned, keeping ``detector``.
+
+        The fitted estimator encodes photos as if :meth:`fit` had read them:
+        the same vocabulary from the same descriptors. This is how a
+        per-photo cache (``memory`` in :class:`fusionrec.FusedClassifier`)
+        describes each photo once and refits only the vocabulary.
+
+        Parameters
+        ----------
+        described : sequence of (positions, descriptors) pairs
+            As :meth:`describe` returns them (without its ``None`` entries).
+
+        Returns
+        -------
+        self : BagOfVisualWords
+        """
+        return self._fit(described, described=True)
+
+    def _fit(self, X: Any, *, described: bool) -> BagOfVisualWords:
         self._check_params()
         images = non_empty_images(X)
         rng = check_random_state(self.random_state)
@@ -219,7 +242,12 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         failures: list[ImageReadError] = []
         samples, owners = [], []
         for chunk_samples, chunk_owners, chunk_failures in self._over_chunks(
-            _sample_chunk, images, "sampling descriptors", self._describer(), quota=quota, seed=seed
+            _sample_chunk,
+            images,
+            "sampling descriptors",
+            self._describer(described=described),
+            quota=quota,
+            seed=seed,
         ):
             samples.extend(chunk_samples)
             owners.extend(chunk_owners)
@@ -266,10 +294,34 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         ndarray of shape (n_images, ``n_features_out_``), float32
             One row per photo; all-NaN rows mark photos dropped by ``on_error``.
         """
+        return self._transform(X, described=False)
+
+    def encode_described(self, described: Any) -> np.ndarray:
+        """Encode what :meth:`describe` returned, as :meth:`transform` encodes photos.
+
+        Parameters
+        ----------
+        described : sequence of (positions, descriptors) pairs
+
+        Returns
+        -------
+        ndarray of shape (n_pairs, ``n_features_out_``), float32
+        """
+        return self._transform(described, described=True)
+
+    def description_key(self) -> str:
+        """Names what :meth:`describe` gives a photo: the settings it depends on.
+
+        Two estimators with the same key describe every photo alike, whatever
+        their vocabulary, so a cache of descriptions may serve both.
+        """
+        return f"describe-{self.detector}-{self.max_side}-{self.max_keypoints}"
+
+    def _transform(self, X: Any, *, described: bool) -> np.ndarray:
         check_is_fitted(self, "codebook_")
         images = non_empty_images(X)
         rows, failures = [], []
-        describer = self._describer(self.n_descriptor_dims_)
+        describer = self._describer(self.n_descriptor_dims_, described=described)
         for chunk_rows, chunk_failures in self._over_chunks(
             _encode_chunk, images, "encoding photos", describer, codebook=self.codebook_
         ):
@@ -281,8 +333,9 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     def describe(self, X: Any) -> list[tuple[np.ndarray, np.ndarray] | None]:
         """Keypoint positions and descriptors of each photo, before any vocabulary.
 
-        Needs no fitting. The pairs can be cached and passed back later with
-        ``detector="precomputed"`` (spatial pyramids included), which is how
+        Needs no fitting. The pairs can be cached and passed back later to
+        :meth:`fit_described` and :meth:`encode_described` (or with
+        ``detector="precomputed"``), spatial pyramids included, which is how
         :class:`fusionrec.FusedClassifier` reads each photo only once.
 
         Returns

@@ -3,15 +3,14 @@
 Cross-validation refits the same extractors on overlapping subsets of the same
 photos. Caching each photo's features on its own (not each call's output) lets
 every fold, and every grid-search candidate that shares an extractor, reuse
-what any earlier one computed. Seeded classifiers fitted on the same features
-are stored too, so grid-search candidates that train the same classifier on
-the same rows (``fusion`` is ignored by a single branch) train it once.
+what any earlier one computed. This module only names, stores and reads
+entries; what to cache is decided by :mod:`fusionrec.features.branch` (and,
+for fitted classifiers, by :mod:`fusionrec.fusion`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -22,8 +21,6 @@ import joblib
 import numpy as np
 from joblib import Memory
 from PIL import Image
-
-from .row_space import fit_in_row_space
 
 
 def content_key(image: Any) -> str | None:
@@ -83,12 +80,7 @@ class FeatureCache:
     def save(self, key: str | None, value: np.ndarray) -> None:
         if key is None:
             return
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(partial, "wb") as file:
-            np.save(file, value, allow_pickle=False)
-        os.replace(partial, path)  # readers never see half a file
+        write_atomically(self.path(key), lambda file: np.save(file, value, allow_pickle=False))
 
 
 def cached_per_photo(
@@ -128,31 +120,32 @@ def load_or_none(path: Path) -> Any:
 
 def store(value: Any, path: Path) -> None:
     """Save ``value`` with joblib so that readers never see half a file."""
+    write_atomically(path, lambda file: joblib.dump(value, file))
+
+
+def write_atomically(path: Path, write: Callable[[Any], None]) -> None:
+    """Call ``write`` on a binary file that replaces ``path`` only once it is complete.
+
+    The file is written beside ``path`` under a name of this process's own and
+    renamed over it: readers, and other processes filling the same cache,
+    never see half a file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
-    joblib.dump(value, partial)
+    with open(partial, "wb") as file:
+        write(file)
     os.replace(partial, path)
 
 
-def fit_cached(classifier: Any, features: np.ndarray, target: np.ndarray, location: Path | None):
-    """``classifier`` fitted on ``features`` and ``target``, from the cache when it is there.
-
-    Only classifiers whose every ``random_state`` is an integer (or that have
-    none) are cached, since only they give the same fit from the same rows.
-    """
-    if location is None or not _is_seeded(classifier):
-        return fit_in_row_space(classifier, features, target)
-    path = location / "classifier" / f"{joblib.hash((classifier, features, target))}.joblib"
-    fitted = load_or_none(path)
-    if fitted is None:
-        fitted = fit_in_row_space(classifier, features, target)
-        store(fitted, path)
-    return fitted
+def digest(*parts: str) -> str:
+    """A SHA-1 hex digest of ``parts``, each ended by a NUL so that no two splits collide."""
+    hashed = hashlib.sha1()
+    for part in parts:
+        hashed.update(part.encode())
+        hashed.update(b"\0")
+    return hashed.hexdigest()
 
 
-def _is_seeded(estimator: Any) -> bool:
-    return all(
-        isinstance(value, numbers.Integral)
-        for name, value in estimator.get_params(deep=True).items()
-        if name.split("__")[-1] == "random_state"
-    )
+def folder_name(key: str) -> str:
+    """A folder name for a key: its readable start and a digest of the whole."""
+    return f"{key[:60]}-{hashlib.sha1(key.encode()).hexdigest()[:16]}".replace("/", "_")
