@@ -10,7 +10,8 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from fusionrec import CNNEmbedder
-from fusionrec.deep import BUNDLED, Preprocessing, build_backbone
+from fusionrec.deep import BUNDLED, Backbone, Preprocessing, build_backbone, register_backbone
+from fusionrec.deep.backbones import _BUILDERS, DEFAULT_PREPROCESSING
 from fusionrec.deep.weights import load_state_dict, map_by_position
 from fusionrec.images import ImageReadError, UnreadableImageWarning, load_image, unreadable_rows
 
@@ -383,3 +384,31 @@ def test_preprocessing_rejects_bad_settings():
         Preprocessing(resize=200, crop=224)
     with pytest.raises(ValueError, match=r"crop fraction must be in \(0, 1\]; got 0"):
         Preprocessing(resize=256, crop=224).with_crop_fraction(0)
+
+
+def test_the_bundled_weights_metadata_describes_the_network_built():
+    meta = BUNDLED["efficientnet_lite0"]
+    built = build_backbone("efficientnet_lite0")
+    assert sum(p.numel() for p in built.network.parameters()) == meta.parameters
+    crop = meta.preprocessing.crop
+    with torch.inference_mode():
+        width = built.network(torch.zeros(1, 3, crop, crop)).shape[1]
+    assert width == meta.embedding_width
+    assert built.preprocessing == meta.preprocessing
+
+
+def test_a_registered_backbone_is_built_by_name(photos):
+    def two_filters(weights):
+        network = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+        )
+        return Backbone(network, DEFAULT_PREPROCESSING, "two_filters")
+
+    register_backbone("two_filters")(two_filters)
+    try:
+        with pytest.raises(ValueError, match="registered already"):
+            register_backbone("two_filters")(two_filters)
+        embedder = CNNEmbedder("two_filters", runtime="torch").fit(photos[:2])
+        assert embedder.transform(photos[:2]).shape == (2, 2)
+    finally:
+        del _BUILDERS["two_filters"]

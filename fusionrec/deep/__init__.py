@@ -1,6 +1,6 @@
 """The deep branch: CNN embeddings from pretrained or user-supplied networks."""
 
-from .backbones import Backbone, build_backbone
+from .backbones import Backbone, build_backbone, register_backbone, registered_backbones
 from .device import resolve_device
 from .embedder import CNNEmbedder
 from .fine_tuning import FineTuning
@@ -14,5 +14,7 @@ __all__ = [
     "FineTuning",
     "Preprocessing",
     "build_backbone",
+    "register_backbone",
+    "registered_backbones",
     "resolve_device",
 ]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -69,10 +71,8 @@ def build_backbone(
             torch.manual_seed(seed)
         if isinstance(backbone, nn.Module):
             built = _user_module(backbone, weights)
-        elif backbone in BUNDLED:
-            built = _bundled(backbone, weights)
-        elif backbone == SMALL_CNN:
-            built = Backbone(*build_small_cnn(weights), SMALL_CNN)
+        elif isinstance(backbone, str) and backbone in _BUILDERS:
+            built = _BUILDERS[backbone](weights)
         else:
             built = _torchvision(backbone, weights)
     if preprocessing is not None:
@@ -82,6 +82,47 @@ def build_backbone(
 
 
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+_BUILDERS: dict[str, Callable[[Any], Backbone]] = {}
+"""Backbone builders by name: each takes ``weights`` and returns a :class:`Backbone`."""
+
+
+def register_backbone(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: build the backbone ``name`` with the decorated ``builder(weights)``.
+
+    Registered names come before torchvision's model names, so
+    ``CNNEmbedder("my_net")`` builds with it.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> @register_backbone("tiny_example")
+    ... def tiny(weights):
+    ...     network = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    ...     return Backbone(network, DEFAULT_PREPROCESSING, "tiny_example")
+    >>> build_backbone("tiny_example").network(torch.zeros(1, 3, 32, 32)).shape
+    torch.Size([1, 4])
+    >>> _ = _BUILDERS.pop("tiny_example")
+    """
+
+    def register(builder: Callable[[Any], Backbone]) -> Callable[[Any], Backbone]:
+        if name in _BUILDERS:
+            raise ValueError(f"a backbone named {name!r} is registered already")
+        _BUILDERS[name] = builder
+        return builder
+
+    return register
+
+
+def registered_backbones() -> list[str]:
+    """Names of the backbones built without torchvision: the bundled ones and ``small_cnn``.
+
+    Examples
+    --------
+    >>> registered_backbones()
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'small_cnn']
+    """
+    return sorted(_BUILDERS)
 
 
 def _is_path(weights: Any) -> bool:
@@ -131,7 +172,7 @@ def _torchvision(name: str, weights: Any) -> Backbone:
     known = torchvision.models.list_models(module=torchvision.models)
     if not isinstance(name, str) or name not in known:
         raise ValueError(
-            f"unknown backbone {name!r}: use one of {sorted(BUNDLED)} (bundled weights), a "
+            f"unknown backbone {name!r}: use one of {registered_backbones()} (no download), a "
             "torchvision classification model name (torchvision.models.list_models()), or "
             "a torch.nn.Module"
         )
@@ -186,3 +227,12 @@ def _drop_classifier(network: nn.Module) -> None:
     parent_name, _, attribute = linear[-1].rpartition(".")
     parent = network.get_submodule(parent_name) if parent_name else network
     setattr(parent, attribute, nn.Identity())
+
+
+for _name in BUNDLED:
+    register_backbone(_name)(partial(_bundled, _name))
+
+
+@register_backbone(SMALL_CNN)
+def _small_cnn(weights: Any) -> Backbone:
+    return Backbone(*build_small_cnn(weights), SMALL_CNN)

