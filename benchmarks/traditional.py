@@ -26,7 +26,7 @@ from common import DEFAULT_ROOT, best_of, load_split, peak_memory_in_children, p
 
 from fusionrec import BagOfVisualWords
 from fusionrec.images import load_image
-from fusionrec.traditional.detectors import LocalFeatures
+from fusionrec.traditional.detectors import make_detector
 
 MAX_SIDE = 512
 
@@ -121,7 +121,7 @@ def memory(root: Path) -> None:
 
 def describe_all(paths, detector: str) -> list[np.ndarray]:
     def chunk(part):
-        features = LocalFeatures(detector)
+        features = make_detector(detector)
         return [
             features.describe(cv2.cvtColor(load_image(p, max_side=MAX_SIDE), cv2.COLOR_RGB2GRAY))[1]
             for p in part

@@ -7,7 +7,7 @@ import pytest
 from fusionrec import BagOfVisualWords, available_detectors
 from fusionrec.images import load_image
 from fusionrec.traditional import DetectorUnavailableError
-from fusionrec.traditional.detectors import DETECTORS, LocalFeatures
+from fusionrec.traditional.detectors import DETECTORS, make_detector
 
 ALWAYS_ON_PYPI = [
     "sift",
@@ -34,14 +34,14 @@ def test_pypi_build_detectors_are_available():
 
 @pytest.mark.parametrize("name", ALWAYS_ON_PYPI)
 def test_each_detector_describes_a_real_photo(gray, name):
-    features = LocalFeatures(name)
+    features = make_detector(name)
     positions, descriptors = features.describe(gray)
     assert len(positions) == len(descriptors) > 20
     assert descriptors.dtype == np.float32
     assert descriptors.shape[1] == features.descriptor_size
     assert positions.min() >= 0.0
     assert positions.max() <= 1.0
-    if features.spec.binary:
+    if features.binary:
         assert set(np.unique(descriptors)) <= {0.0, 1.0}
         assert features.descriptor_size % 8 == 0
 
@@ -61,7 +61,7 @@ def test_surf_is_usable_exactly_when_the_build_has_it(demo_photo):
 
 
 def test_rootsift_rows_are_hellinger_normalised(gray):
-    _, descriptors = LocalFeatures("rootsift").describe(gray)
+    _, descriptors = make_detector("rootsift").describe(gray)
     np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-3)
     assert descriptors.min() >= 0
 
@@ -72,8 +72,8 @@ def rgb(demo_photo):
 
 
 def test_opponent_rootsift_adds_colour_at_the_rootsift_keypoints(rgb, gray):
-    positions, descriptors = LocalFeatures("opponent-rootsift").describe(rgb)
-    gray_positions, intensity = LocalFeatures("rootsift").describe(gray)
+    positions, descriptors = make_detector("opponent-rootsift").describe(rgb)
+    gray_positions, intensity = make_detector("rootsift").describe(gray)
     np.testing.assert_array_equal(positions, gray_positions)
     assert descriptors.shape == (len(intensity), 384)
     np.testing.assert_allclose(descriptors[:, :128], intensity, atol=1e-6)
@@ -84,7 +84,7 @@ def test_opponent_rootsift_adds_colour_at_the_rootsift_keypoints(rgb, gray):
 
 
 def test_opponent_rootsift_of_a_gray_photo_has_no_colour(gray):
-    positions, descriptors = LocalFeatures("opponent-rootsift").describe(gray)
+    positions, descriptors = make_detector("opponent-rootsift").describe(gray)
     assert len(positions) > 20
     np.testing.assert_array_equal(descriptors[:, 128:], 0.0)
 
@@ -97,7 +97,7 @@ def test_opponent_rootsift_tells_colours_apart_where_rootsift_cannot():
         for x, y, radius in ((40, 40, 14), (110, 50, 22), (60, 115, 18), (125, 125, 10)):
             cv2.circle(image, (x, y), radius, colour, -1)
         images.append(image)
-    red, green = (LocalFeatures("opponent-rootsift").describe(image) for image in images)
+    red, green = (make_detector("opponent-rootsift").describe(image) for image in images)
     np.testing.assert_array_equal(red[0], green[0])  # the keypoints come from the intensity
     assert len(red[0]) > 10
     np.testing.assert_allclose(red[1][:, :128], green[1][:, :128], atol=1e-6)
@@ -105,7 +105,7 @@ def test_opponent_rootsift_tells_colours_apart_where_rootsift_cannot():
 
 
 def test_dense_sift_describes_the_whole_grid(gray):
-    features = LocalFeatures("dense-sift", dense_step=16, dense_scales=(16.0,))
+    features = make_detector("dense-sift", dense_step=16, dense_scales=(16.0,))
     positions, descriptors = features.describe(gray)
     per_axis = len(np.arange(8, gray.shape[0] - 8 + 1, 16))
     assert len(descriptors) == per_axis * per_axis
@@ -114,13 +114,13 @@ def test_dense_sift_describes_the_whole_grid(gray):
 
 @pytest.mark.parametrize("name", ["sift", "orb"])
 def test_max_keypoints_keeps_the_strongest(gray, name):
-    positions, _ = LocalFeatures(name, max_keypoints=25).describe(gray)
+    positions, _ = make_detector(name, max_keypoints=25).describe(gray)
     assert 0 < len(positions) <= 25
 
 
 @pytest.mark.parametrize("name", ALWAYS_ON_PYPI)
 def test_blank_image_gives_empty_but_well_shaped_arrays(name):
-    features = LocalFeatures(name)
+    features = make_detector(name)
     blank = np.full((64, 64), 128, dtype=np.uint8)
     positions, descriptors = features.describe(blank)
     if name != "dense-sift":
@@ -130,4 +130,4 @@ def test_blank_image_gives_empty_but_well_shaped_arrays(name):
 
 def test_unknown_detector_lists_the_choices():
     with pytest.raises(ValueError, match="unknown detector 'fast'"):
-        LocalFeatures("fast")
+        make_detector("fast")

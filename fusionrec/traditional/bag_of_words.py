@@ -22,7 +22,7 @@ from ..images import (
     report_unreadable,
 )
 from .codebook import ENCODINGS, Codebook, learn_codebook
-from .detectors import DETECTORS, LocalFeatures
+from .detectors import DETECTORS, make_detector
 
 PRECOMPUTED = "precomputed"
 _CHUNK_SIZE = 8
@@ -168,7 +168,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     def _check_params(self) -> None:
         validate_params(self, self._parameter_constraints)
         if self.detector != PRECOMPUTED:
-            LocalFeatures(self.detector)  # an unavailable detector fails here, not in a worker
+            make_detector(self.detector)  # an unavailable detector fails here, not in a worker
         if self.tfidf and self.encoding != "bovw":
             raise ValueError(
                 f"tfidf applies to encoding='bovw' only; got encoding={self.encoding!r}"
@@ -373,7 +373,7 @@ def _read_descriptors(images: list, start: int, describer: dict, on_error: str, 
     if describer["detector"] == PRECOMPUTED:
         yield from _precomputed(images, start, on_error, failures, describer)
         return
-    features = LocalFeatures(describer["detector"], max_keypoints=describer["max_keypoints"])
+    features = make_detector(describer["detector"], max_keypoints=describer["max_keypoints"])
     with _opencv_threads(1 if describer["single_threaded"] else None):
         for position, rgb in iter_images(
             images,
