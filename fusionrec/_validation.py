@@ -1,4 +1,10 @@
-"""Declare each estimator's parameter rules once, and check them in ``fit``."""
+"""Declare each estimator's parameter rules once, and check them in ``fit``.
+
+Each estimator lists its rules in ``_parameter_rules`` (parameter name -> rules, any of
+which may accept a value). The name is fusionrec's own on purpose: scikit-learn reads
+``_parameter_constraints`` in its own format (``Interval``, ``StrOptions``), and these rules
+are simpler objects with messages of their own.
+"""
 
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
 
     _added_parameters: ClassVar[dict] = {"warm_start": False}
     _renamed: ClassVar[dict] = {"n_jobs": "n_threads"}
-    _parameter_constraints: dict = {  # noqa: RUF012
+    _parameter_rules: dict = {  # noqa: RUF012
         "backbone": (InstanceOf((str, nn.Module), "a model name or a torch.nn.Module"),),
         "layer": (
             Options((None,)),
@@ -232,7 +232,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         -------
         self : CNNEmbedder
         """
-        validate_params(self, self._parameter_constraints)
+        validate_params(self, self._parameter_rules)
         images = non_empty_images(X)
         if self._continues():
             self._tune(images, y)

@@ -113,7 +113,7 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
     """
 
     _renamed: ClassVar[dict] = {"weights": "block_weights"}
-    _parameter_constraints: dict = {  # noqa: RUF012
+    _parameter_rules: dict = {  # noqa: RUF012
         "fusion": (Options(FUSIONS),),
         **FUSED_CONSTRAINTS,
         **RUN_CONSTRAINTS,
@@ -166,7 +166,7 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         -------
         self : FusedClassifier
         """
-        validate_params(self, self._parameter_constraints)
+        validate_params(self, self._parameter_rules)
         check_block_weights(self.block_weights)
         images = non_empty_images(X)
         labels = column_or_1d(np.asarray(y, dtype=object if _has_strings(y) else None))

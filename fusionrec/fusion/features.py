@@ -102,7 +102,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
     (20, 1288)
     """
 
-    _parameter_constraints: dict = {**FUSED_CONSTRAINTS, **RUN_CONSTRAINTS}  # noqa: RUF012
+    _parameter_rules: dict = {**FUSED_CONSTRAINTS, **RUN_CONSTRAINTS}  # noqa: RUF012
 
     def __init__(
         self,
@@ -149,7 +149,7 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
             Per branch name, ``(n_images, width)`` features as the extractor
             gives them; all-NaN rows for dropped photos.
         """
-        validate_params(self, self._parameter_constraints)
+        validate_params(self, self._parameter_rules)
         check_block_weights(self.block_weights)
         images = non_empty_images(X)
         names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)

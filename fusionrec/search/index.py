@@ -131,7 +131,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
 
     _added_parameters: ClassVar[dict] = {"search": "exact", "n_probes": 32}
     _renamed: ClassVar[dict] = {"weights": "block_weights"}
-    _parameter_constraints: dict = {  # noqa: RUF012
+    _parameter_rules: dict = {  # noqa: RUF012
         **FUSED_CONSTRAINTS,
         "rerank": (Options(RERANKS),),
         "rerank_depth": (Integer(1),),
@@ -187,7 +187,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         -------
         self : ProductIndex
         """
-        validate_params(self, self._parameter_constraints)
+        validate_params(self, self._parameter_rules)
         check_block_weights(self.block_weights)
         if self.search == "ivf":
             require_faiss()

@@ -118,7 +118,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     (3, 32)
     """
 
-    _parameter_constraints: dict = {  # noqa: RUF012
+    _parameter_rules: dict = {  # noqa: RUF012
         "detector": (Options((*DETECTORS, PRECOMPUTED)),),
         "n_words": (Integer(2),),
         "encoding": (Options(ENCODINGS),),
@@ -166,7 +166,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def _check_params(self) -> None:
-        validate_params(self, self._parameter_constraints)
+        validate_params(self, self._parameter_rules)
         if self.detector != PRECOMPUTED:
             make_detector(self.detector)  # an unavailable detector fails here, not in a worker
         if self.tfidf and self.encoding != "bovw":
