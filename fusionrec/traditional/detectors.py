@@ -56,6 +56,8 @@ class Detector:
     name: ClassVar[str]
     factory_name: ClassVar[str]
     binary: ClassVar[bool] = False
+    bounds_keypoints: ClassVar[bool] = False
+    """Whether OpenCV's factory takes ``nfeatures`` (our ``max_keypoints``) itself."""
     summary: ClassVar[str]
 
     def __init__(self, max_keypoints: int = 1000) -> None:
@@ -68,7 +70,7 @@ class Detector:
         return _factory(cls.factory_name) is not None
 
     def _create(self, factory: Callable):
-        return factory()
+        return factory(nfeatures=self.max_keypoints) if self.bounds_keypoints else factory()
 
     @property
     def descriptor_size(self) -> int:
@@ -121,10 +123,8 @@ class SIFT(Detector):
 
     name = "sift"
     factory_name = "SIFT_create"
+    bounds_keypoints = True
     summary = "SIFT, 128-d gradient histograms"
-
-    def _create(self, factory: Callable):
-        return factory(nfeatures=self.max_keypoints)
 
 
 class RootSIFT(SIFT):
@@ -171,6 +171,7 @@ class DenseSIFT(SIFT):
     """
 
     name = "dense-sift"
+    bounds_keypoints = False
     summary = "SIFT on a regular grid at fixed scales"
 
     def __init__(
@@ -182,9 +183,6 @@ class DenseSIFT(SIFT):
         super().__init__(max_keypoints)
         self.dense_step = dense_step
         self.dense_scales = dense_scales
-
-    def _create(self, factory: Callable):
-        return factory()
 
     def _detect(self, gray: np.ndarray):
         return self._detector.compute(gray, self._grid(gray.shape))
@@ -211,10 +209,8 @@ class ORB(Detector):
     name = "orb"
     factory_name = "ORB_create"
     binary = True
+    bounds_keypoints = True
     summary = "ORB, 256-bit binary, fastest"
-
-    def _create(self, factory: Callable):
-        return factory(nfeatures=self.max_keypoints)
 
 
 class AKAZE(Detector):
