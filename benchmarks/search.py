@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_ROOT, load_split, peak_rss_mib
 
 from fusionrec import CNNEmbedder, ProductIndex
-from fusionrec.search.vectors import l2_normalise
+from fusionrec._vectors import l2_normalise
 
 
 def ranking_metrics(hits: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 from .._choices import SEARCHES
-from ..datasets import IMAGE_EXTENSIONS
+from ..datasets import IMAGE_EXTENSIONS, photos_below
 from . import model_file
 from .errors import CommandError
 from .options import (
@@ -73,13 +73,7 @@ def photos_under(folder: str | Path) -> list[Path]:
     if not root.is_dir():
         reason = "is a file" if root.exists() else "does not exist"
         raise CommandError(f"folder {str(root)!r} {reason}")
-    photos = sorted(
-        path
-        for path in root.rglob("*")
-        if path.is_file()
-        and path.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
+    photos = [Path(path) for path in photos_below(root)]
     if not photos:
         raise CommandError(f"folder {str(root)!r} holds no photos ({', '.join(IMAGE_EXTENSIONS)})")
     return photos

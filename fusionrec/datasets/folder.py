@@ -83,7 +83,7 @@ def load_image_folder(
     paths: list[str] = []
     target: list[int] = []
     for label, class_dir in enumerate(class_dirs):
-        photos = _photos_below(class_dir, suffixes)
+        photos = photos_below(class_dir, suffixes)
         if not photos:
             raise FileNotFoundError(
                 f"class folder {str(class_dir)!r} holds no photo ending in one of {suffixes}"
@@ -102,7 +102,14 @@ def load_image_folder(
     )
 
 
-def _photos_below(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
+def photos_below(
+    folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_EXTENSIONS
+) -> list[str]:
+    """Paths of the photo files below ``folder``, in a stable order; hidden ones are skipped.
+
+    Folders are followed (symbolic links too), each folder's files first, in name order.
+    A file counts as a photo by its suffix (case-insensitive), one of ``suffixes``.
+    """
     photos = []
     for directory, subdirs, files in os.walk(folder, followlinks=True):
         subdirs[:] = sorted(name for name in subdirs if not name.startswith("."))

@@ -25,11 +25,6 @@ from torchvision.transforms.v2 import functional
 
 from .preprocessing import Preprocessing
 
-_INTERPOLATION = {
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-    "nearest": InterpolationMode.NEAREST,
-}
 _CROP_ATTEMPTS = 10
 
 
@@ -110,7 +105,7 @@ class Augmentation:
             height,
             width,
             size,
-            interpolation=_INTERPOLATION[preprocessing.interpolation],
+            interpolation=InterpolationMode(preprocessing.interpolation),
             antialias=True,
         )
         if self.horizontal_flip and rng.random() < 0.5:

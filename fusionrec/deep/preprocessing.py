@@ -7,11 +7,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-_RESAMPLING = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "nearest": Image.Resampling.NEAREST,
-}
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+"""Resampling filters by name: Pillow's ``Image.Resampling`` members and torchvision's
+``InterpolationMode`` values, lower-cased."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -49,9 +47,9 @@ class Preprocessing:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        if self.interpolation not in _RESAMPLING:
+        if self.interpolation not in INTERPOLATIONS:
             raise ValueError(
-                f"interpolation must be one of {sorted(_RESAMPLING)}; got {self.interpolation!r}"
+                f"interpolation must be one of {sorted(INTERPOLATIONS)}; got {self.interpolation!r}"
             )
         if not 0 < self.crop <= self.resize:
             raise ValueError(f"need 0 < crop <= resize; got crop={self.crop}, resize={self.resize}")
@@ -100,7 +98,9 @@ class Preprocessing:
             (left + self.crop) * x_scale,
             (top + self.crop) * y_scale,
         )
-        image = image.resize((self.crop, self.crop), _RESAMPLING[self.interpolation], box=box)
+        image = image.resize(
+            (self.crop, self.crop), Image.Resampling[self.interpolation.upper()], box=box
+        )
         return self.normalise(np.asarray(image))
 
     def normalise(self, rgb: np.ndarray) -> np.ndarray:

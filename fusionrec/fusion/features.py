@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._choices import BRANCHES
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Options, validate_params
+from .._vectors import l2_normalise
 from ..deep import CNNEmbedder
 from ..features import BRANCH_CONSTRAINTS, BRANCH_NAMES, make_branches
 from ..images import non_empty_images
@@ -43,10 +44,10 @@ def normalise_blocks(blocks: list[np.ndarray], weights: list[float] | tuple) -> 
     scale, so a 1,280-wide embedding cannot drown an 8,192-wide Fisher vector
     or the reverse. All-NaN rows (dropped photos) stay NaN; zero rows stay zero.
     """
-    scaled = []
-    for block, weight in zip(blocks, weights, strict=True):
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
-        scaled.append(weight * block / np.where(norms > 0, norms, 1.0))
+    scaled = [
+        weight * l2_normalise(np.asarray(block, dtype=np.float32))
+        for block, weight in zip(blocks, weights, strict=True)
+    ]
     return np.hstack(scaled).astype(np.float32)
 
 

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._choices import SEARCHES
 from .._pickling import NewParameterDefaults
 from .._validation import RUN_CONSTRAINTS, InstanceOf, Integer, Options, validate_params
+from .._vectors import l2_normalise
 from ..deep import CNNEmbedder
 from ..fusion import (
     DEFAULT_BLOCK_WEIGHTS,
@@ -28,7 +29,7 @@ from ..traditional import BagOfVisualWords, check_detector
 from .geometry import Keypoints, count_inliers
 from .inverted_file import InvertedFile, default_n_lists, require_faiss, train_centroids
 from .results import Matches
-from .vectors import l2_normalise, top_k
+from .vectors import top_k
 
 RERANKS = (None, "ransac")
 RERANK_KEYPOINTS = 500  # strongest keypoints kept per catalogue photo for re-ranking

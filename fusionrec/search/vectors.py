@@ -7,13 +7,6 @@ import numpy as np
 _QUERY_BLOCK = 256  # queries scored at once: bounds the score matrix to 256 x n_items
 
 
-def l2_normalise(rows: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), as float32."""
-    rows = np.asarray(rows, dtype=np.float32)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.where(norms > 0, norms, 1.0)
-
-
 def top_k(queries: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` items most similar to each query, best first.
 

@@ -32,6 +32,8 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
+from .._vectors import l2_normalise
+
 ENCODINGS = ("bovw", "vlad", "fisher")
 REGIONS = ("all", "q1", "q2", "q3", "q4")
 _FULL_KMEANS_MAX_WORDS = 256
@@ -116,7 +118,7 @@ class Codebook:
         vector = np.concatenate(blocks)
         if self.power_norm:
             vector = np.sign(vector) * np.sqrt(np.abs(vector))
-        return _l2_normalise(vector).astype(np.float32)
+        return l2_normalise(vector[np.newaxis])[0].astype(np.float32)
 
     def _encode_region(self, descriptors: np.ndarray) -> np.ndarray:
         if len(descriptors) == 0:
@@ -198,11 +200,6 @@ def _region_masks(positions: np.ndarray) -> list[np.ndarray]:
     bottom = positions[:, 1] >= 0.5
     every = np.ones(len(positions), dtype=bool)
     return [every, ~right & ~bottom, right & ~bottom, ~right & bottom, right & bottom]
-
-
-def _l2_normalise(vector: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(vector)
-    return vector / norm if norm > 0 else vector
 
 
 def learn_codebook(
