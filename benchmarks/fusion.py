@@ -31,8 +31,8 @@ from common import DEFAULT_ROOT, load_split
 
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
-from fusionrec.features import Branch
-from fusionrec.fusion.features import default_deep, default_traditional, normalise_blocks
+from fusionrec.features import Branch, default_deep, default_traditional
+from fusionrec.fusion.features import normalise_blocks
 
 SETTINGS = [("traditional", "early"), ("deep", "early"), ("fused", "early"), ("fused", "late")]
 

@@ -186,8 +186,8 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
     def __init__(
         self,
         backbone: str | nn.Module = "efficientnet_lite0",
-        weights: Any = "default",
         *,
+        weights: Any = "default",
         layer: str | list[str] | tuple[str, ...] | None = None,
         crop_fraction: float | None = None,
         preprocessing: Preprocessing | None = None,

@@ -135,9 +135,9 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         detector: str = "sift",
+        *,
         n_words: int = 256,
         encoding: str = "bovw",
-        *,
         max_side: int | None = 512,
         max_keypoints: int = 1000,
         spatial_pyramid: bool = False,
