@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fusionrec.deep import Preprocessing
 from fusionrec.images import ImageReadError, load_image
 
 RED = (255, 0, 0)
@@ -186,3 +187,43 @@ def test_read_error_names_file_and_reason(tmp_path):
     assert "nowhere.jpg" in str(error)
     assert error.reason == "no such file"
     assert error.position is None
+
+
+@pytest.fixture
+def phone_size_jpeg(demo_photo, tmp_path):
+    """A demo photo enlarged to 2,048 x 1,536 and saved at quality 90, as phones save."""
+    path = tmp_path / "phone.jpg"
+    enlarged = Image.open(demo_photo).convert("RGB").resize((2048, 1536), Image.Resampling.BICUBIC)
+    enlarged.save(path, quality=90)
+    return path
+
+
+def test_min_side_decodes_a_large_jpeg_at_reduced_scale_never_below_it(phone_size_jpeg):
+    full = load_image(phone_size_jpeg)
+    reduced = load_image(phone_size_jpeg, min_side=299)
+    assert full.shape == (1536, 2048, 3)
+    assert reduced.shape == (384, 512, 3)  # libjpeg's 1/4 scale: the smallest >= 299 px
+    assert load_image(phone_size_jpeg.read_bytes(), min_side=299).shape == reduced.shape
+    assert load_image(phone_size_jpeg, min_side=1000).shape == full.shape  # 1/2 would be < 1000
+
+
+def test_min_side_still_applies_exif_orientation(phone_size_jpeg, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    rotated = tmp_path / "rotated.jpg"
+    Image.open(phone_size_jpeg).save(rotated, quality=90, exif=exif)
+    assert load_image(rotated, min_side=299).shape == (512, 384, 3)
+
+
+def test_min_side_leaves_what_the_network_sees_nearly_unchanged(phone_size_jpeg):
+    prepare = Preprocessing(299, 224, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic")
+    from_full = prepare(load_image(phone_size_jpeg)) * 127.5
+    from_reduced = prepare(load_image(phone_size_jpeg, min_side=299)) * 127.5
+    # mean error in grey levels (of 255): the order of a quality-90 JPEG's own quantisation
+    assert np.abs(from_full - from_reduced).mean() < 2.0
+
+
+def test_min_side_is_ignored_for_formats_without_dct_scaling(red_left_png):
+    np.testing.assert_array_equal(load_image(red_left_png, min_side=1), load_image(red_left_png))
+    with pytest.raises(ValueError, match="min_side must be a positive int"):
+        load_image(red_left_png, min_side=0)

@@ -297,7 +297,11 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         failures: list[ImageReadError] = []
         positions, arrays = [], []
         for position, rgb in iter_images(
-            chunk, on_error=self.on_error, failures=failures, start=start
+            chunk,
+            on_error=self.on_error,
+            min_side=self.preprocessing_.resize,
+            failures=failures,
+            start=start,
         ):
             if rgb is not None:
                 positions.append(position)

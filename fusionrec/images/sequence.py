@@ -103,6 +103,7 @@ def iter_images(
     *,
     on_error: str = "raise",
     max_side: int | None = None,
+    min_side: int | None = None,
     failures: list[ImageReadError] | None = None,
     start: int = 0,
 ) -> Iterator[tuple[int, np.ndarray | None]]:
@@ -117,7 +118,7 @@ def iter_images(
         input. Otherwise an unreadable input yields ``None`` in its place and
         its error, with its position, is appended to ``failures``; report them
         with :func:`report_unreadable` once all are read.
-    max_side : int, optional
+    max_side, min_side : int, optional
         Passed to :func:`load_image`.
     failures : list, optional
         Where dropped inputs are recorded; required unless ``on_error="raise"``.
@@ -149,7 +150,7 @@ def iter_images(
     for offset in range(len(images)):
         position = start + offset
         try:
-            yield position, load_image(images[offset], max_side=max_side)
+            yield position, load_image(images[offset], max_side=max_side, min_side=min_side)
         except ImageReadError as error:
             if on_error == "raise":
                 raise error.at(position) from None
