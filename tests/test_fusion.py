@@ -74,6 +74,16 @@ def test_integer_labels_and_a_classifier_without_probabilities(split, memory, de
     assert late.predict_proba(test[:3]).shape == (3, 10)
 
 
+@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_probabilities_from_blocks_extracted_once_equal_predict_proba(split, memory, fusion):
+    train, test, y_train, _ = split
+    fitted = model(memory, fusion=fusion).fit(train, y_train)
+    blocks = fitted.features_.transform_blocks(test[:4])
+    np.testing.assert_array_equal(
+        fitted.predict_proba_from_blocks(blocks), fitted.predict_proba(test[:4])
+    )
+
+
 def test_joblib_round_trip_and_determinism(split, memory, tmp_path):
     train, test, y_train, _ = split
     fitted = model(memory, fusion="late").fit(train, y_train)

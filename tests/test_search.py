@@ -185,6 +185,18 @@ def test_reranking_finds_the_same_product_photo_by_geometry(catalogue, random_ne
         assert np.all(np.diff(verified) <= 1e-6)
 
 
+def test_reranked_matches_carry_the_verified_keypoint_pairs(catalogue, random_network_index):
+    photos, ids, _ = catalogue
+    reranking = random_network_index.set_params(rerank="ransac", rerank_depth=len(ids))
+    [matches] = reranking.query(photos[:1], k=3)
+    assert [len(pairs) for pairs in matches.keypoint_matches] == matches.inliers.tolist()
+    itself = matches.keypoint_matches[0]
+    assert len(itself) >= 20
+    assert itself.min() >= 0
+    assert itself.max() <= 1
+    np.testing.assert_allclose(itself[:, :2], itself[:, 2:], atol=1e-3)
+
+
 def test_reranking_reorders_only_the_top_candidates(catalogue, random_network_index):
     photos = catalogue[0]
     plain = random_network_index.set_params(rerank=None).query(photos[:2], k=8)

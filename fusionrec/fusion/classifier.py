@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -223,7 +224,11 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
 
     def _log_probabilities(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "classifiers_")
-        blocks = self.features_.transform_blocks(X, self.on_error)
+        return self._log_probabilities_of(self.features_.transform_blocks(X, self.on_error))
+
+    def _log_probabilities_of(
+        self, blocks: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
         dropped = _dropped_rows(blocks)
         width = len(self.classes_)
         log_probabilities = np.full((len(dropped), width), np.nan)
@@ -248,6 +253,28 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Probability of each product in ``classes_``; NaN rows for dropped photos."""
         log_probabilities, _ = self._log_probabilities(X)
+        return np.exp(log_probabilities)
+
+    def predict_proba_from_blocks(self, blocks: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``predict_proba`` of photos whose branch features are already extracted.
+
+        For a caller that needs the features as well as the probabilities (to
+        explain a decision, say): it extracts once, with
+        ``model.features_.transform_blocks(X)``, and passes the result here.
+
+        Parameters
+        ----------
+        blocks : dict of str to ndarray
+            As :meth:`fusionrec.FusedFeatures.transform_blocks` returns them
+            (all-NaN rows for dropped photos).
+
+        Returns
+        -------
+        ndarray of shape (n_images, n_classes)
+            As :meth:`predict_proba`: NaN rows for dropped photos.
+        """
+        check_is_fitted(self, "classifiers_")
+        log_probabilities, _ = self._log_probabilities_of(blocks)
         return np.exp(log_probabilities)
 
     def predict(self, X: Any) -> np.ndarray:

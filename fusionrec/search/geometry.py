@@ -78,15 +78,15 @@ def ratio_matches(query: np.ndarray, candidate: np.ndarray, ratio: float) -> lis
     return pairs
 
 
-def count_inliers(
+def verified_matches(
     query: Keypoints,
     candidate: Keypoints,
     *,
     query_descriptors: np.ndarray | None = None,
     ratio: float = 0.8,
     threshold: float = 8.0,
-) -> int:
-    """Number of ratio-test matches consistent with one homography (OpenCV's USAC MAGSAC).
+) -> np.ndarray:
+    """The ratio-test matches consistent with one homography (OpenCV's USAC MAGSAC).
 
     Parameters
     ----------
@@ -99,6 +99,49 @@ def count_inliers(
     threshold : float
         Largest reprojection error of an inlier, in pixels of the nominal
         ``NOMINAL_SIDE``-pixel photo.
+
+    Returns
+    -------
+    ndarray of shape (n_inliers, 4), float32
+        One row per verified match: its x and y in the query photo, then in the
+        candidate photo, as fractions of each photo's width and height. No rows
+        when there are fewer than four matches or no homography fits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> positions = rng.random((60, 2)).astype(np.float32)
+    >>> same = Keypoints.from_pair(positions, rng.random((60, 128)).astype(np.float32))
+    >>> matches = verified_matches(same, same)
+    >>> matches.shape[1], bool(np.allclose(matches[:, :2], matches[:, 2:]))
+    (4, True)
+    """
+    if query_descriptors is None:
+        query_descriptors = query.descriptors()
+    pairs = ratio_matches(query_descriptors, candidate.descriptors(), ratio)
+    none = np.empty((0, 4), dtype=np.float32)
+    if len(pairs) < _MIN_MATCHES:
+        return none
+    rows = np.asarray(pairs)
+    source = query.positions[rows[:, 0]]
+    target = candidate.positions[rows[:, 1]]
+    homography, mask = cv2.findHomography(source, target, cv2.USAC_MAGSAC, threshold)
+    if homography is None or mask is None:
+        return none
+    inliers = mask.ravel().astype(bool)
+    return np.hstack([source[inliers], target[inliers]]) / np.float32(NOMINAL_SIDE)
+
+
+def count_inliers(
+    query: Keypoints,
+    candidate: Keypoints,
+    *,
+    query_descriptors: np.ndarray | None = None,
+    ratio: float = 0.8,
+    threshold: float = 8.0,
+) -> int:
+    """Number of ratio-test matches consistent with one homography (see :func:`verified_matches`).
 
     Returns
     -------
@@ -115,15 +158,7 @@ def count_inliers(
     >>> count_inliers(same, same) >= 55
     True
     """
-    if query_descriptors is None:
-        query_descriptors = query.descriptors()
-    pairs = ratio_matches(query_descriptors, candidate.descriptors(), ratio)
-    if len(pairs) < _MIN_MATCHES:
-        return 0
-    rows = np.asarray(pairs)
-    source = query.positions[rows[:, 0]]
-    target = candidate.positions[rows[:, 1]]
-    homography, mask = cv2.findHomography(source, target, cv2.USAC_MAGSAC, threshold)
-    if homography is None or mask is None:
-        return 0
-    return int(mask.sum())
+    matches = verified_matches(
+        query, candidate, query_descriptors=query_descriptors, ratio=ratio, threshold=threshold
+    )
+    return len(matches)

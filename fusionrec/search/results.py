@@ -20,6 +20,11 @@ class Matches:
     inliers : ndarray of shape (k,), int, or None
         With ``rerank="ransac"``: keypoint matches that one homography explains
         (0 for items outside the re-ranked candidates); else ``None``.
+    keypoint_matches : tuple of ndarray, or None
+        With ``rerank="ransac"``: per item, those verified matches as an
+        ``(inliers, 4)`` float32 array: x and y in the query photo, then x and
+        y in the item's photo, as fractions of each photo's width and height
+        (to draw them); else ``None``.
 
     Examples
     --------
@@ -32,6 +37,7 @@ class Matches:
     ids: np.ndarray
     scores: np.ndarray
     inliers: np.ndarray | None = None
+    keypoint_matches: tuple[np.ndarray, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
