@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import demo, evaluate, index, info, predict, search, train
+from . import demo, evaluate, index, info, predict, search, serve, train
 from .errors import report_error
 
-COMMANDS = (info, demo, train, evaluate, predict, index, search)
+COMMANDS = (info, demo, train, evaluate, predict, index, search, serve)
 
 _EPILOG = """\
 quick start:
@@ -26,6 +26,7 @@ quick start:
   fusionrec predict model.joblib new.jpg --top 3
   fusionrec index catalogue/ -o index.joblib     every photo under catalogue/, for search
   fusionrec search index.joblib shopper.jpg -k 5
+  fusionrec serve index.joblib                   search by photo over HTTP, page at /
 
 Run 'fusionrec COMMAND --help' for a command's options."""
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, Query, Response, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -204,19 +204,22 @@ class _Service:
             hit = {
                 "id": item_id,
                 "score": round(float(matches.scores[rank]), DECIMALS),
-                "photo": f"/items/{quote(str(item_id))}/photo"
-                if self.catalogue.photos.has(item_id)
-                else None,
+                "photo": _photo_path(item_id) if self.catalogue.photos.has(item_id) else None,
             }
             if matches.inliers is not None:
                 hit["inliers"] = int(matches.inliers[rank])
-                hit["matches"] = np.round(matches.keypoint_matches[rank], DECIMALS).tolist()
+                pairs = matches.keypoint_matches[rank].astype(np.float64)
+                hit["matches"] = np.round(pairs, DECIMALS).tolist()
             hits.append(hit)
         return hits
 
     def _classify(self, kind: tuple, photos: list[bytes]) -> list:
         _, top = kind
         return classification.classify(self.model, photos, top)
+
+
+def _photo_path(item_id: Any) -> str:
+    return f"/items/{quote(str(item_id))}/photo"
 
 
 def _unreadable() -> ServiceError:
@@ -273,6 +276,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
 
     @app.post("/search", dependencies=upload, summary="The catalogue items most like a photo")
     async def search(
+        request: Request,
         file: Annotated[UploadFile, photo_field],
         k: Annotated[int, k_field] = 10,
         rerank: Annotated[bool | None, rerank_field] = None,
@@ -288,6 +292,9 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         reranked = service.index.rerank == "ransac" if rerank is None else rerank
         photo = await read_photo(file, settings.max_upload_bytes)
         hits = await service.submit(("search", reranked), (photo, k))
+        prefix = request.scope.get("root_path", "")
+        for hit in hits:
+            hit["photo"] = hit["photo"] and prefix + hit["photo"]
         return {"reranked": reranked, "results": hits}
 
     @app.post("/classify", dependencies=upload, summary="The products a photo most likely shows")
@@ -309,6 +316,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         summary="Add a photo to the catalogue under a new id",
     )
     async def add_item(
+        request: Request,
         file: Annotated[UploadFile, photo_field],
         item_id: Annotated[str, Form(alias="id", description="The new item's id.")],
     ) -> JSONResponse:
@@ -318,7 +326,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         return JSONResponse(
             {**added, "items": service.catalogue.size},
             status_code=201,
-            headers={"Location": f"/items/{quote(item_id)}/photo"},
+            headers={"Location": f"{request.scope.get('root_path', '')}{_photo_path(item_id)}"},
         )
 
     @app.delete(

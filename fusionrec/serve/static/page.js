@@ -37,8 +37,8 @@ async function search(photo) {
   const rerank = page.element("rerank-input").checked;
   document.body.dataset.state = "searching";
   try {
-    const asks = [askFor(`/search?k=${encodeURIComponent(k)}&rerank=${rerank}`, photo)];
-    if (page.health && page.health.classify) asks.push(askFor("/classify?top=5", photo));
+    const asks = [askFor(`search?k=${encodeURIComponent(k)}&rerank=${rerank}`, photo)];
+    if (page.health && page.health.classify) asks.push(askFor("classify?top=5", photo));
     const [found, recognised] = await Promise.all(asks);
     showHits(found);
     showProduct(recognised);
@@ -192,7 +192,7 @@ async function start() {
     photoFrom(event.dataTransfer.files);
   });
   try {
-    const answer = await fetch("/health");
+    const answer = await fetch("health");
     page.health = await answer.json();
     const health = page.health;
     const rerank = page.element("rerank-input");
