@@ -99,12 +99,16 @@ function showProduct(recognised) {
     const row = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = product.label;
+    const track = document.createElement("span");
+    track.className = "track";
     const bar = document.createElement("span");
     bar.className = "bar";
+    bar.style.display = "block";
     bar.style.width = `${Math.max(1, product.probability * 100)}%`;
+    track.append(bar);
     const value = document.createElement("span");
     value.textContent = `${(product.probability * 100).toFixed(1)}%`;
-    row.append(name, bar, value);
+    row.append(name, track, value);
     list.append(row);
   }
   page.element("shares").textContent = describeShares(recognised);
