@@ -415,6 +415,7 @@ def test_a_full_backlog_answers_503_with_retry_after(index, catalogue, monkeypat
         assert started.wait(60)
         second = threading.Thread(target=ask)
         second.start()
+        # The event loop answers while a batch holds the worker: the work runs off the loop.
         while "fusionrec_pending_jobs 1.0" not in client.get("/metrics").text:
             time.sleep(0.01)
         refused = client.post("/search?k=1", files=photo)
@@ -427,6 +428,28 @@ def test_a_full_backlog_answers_503_with_retry_after(index, catalogue, monkeypat
     assert int(refused.headers["Retry-After"]) >= 1
     assert answers == [200, 200]
     assert "fusionrec_overloaded_total 1.0" in metrics
+
+
+def test_photos_sent_together_are_embedded_in_one_batch_and_answered_apart(index, catalogue):
+    photos, ids, _, _ = catalogue
+    chosen = [0, 7, 14, 21]
+    settings = ServeSettings(batch_window=60, max_batch=len(chosen))  # closes when full
+    with TestClient(create_app(copy.copy(index), settings=settings)) as client:
+        answers = {}
+
+        def ask(position):
+            found = client.post("/search?k=1&rerank=false", files=upload(photos[position]))
+            answers[position] = found.json()["results"][0]["id"]
+
+        threads = [threading.Thread(target=ask, args=(position,)) for position in chosen]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        metrics = client.get("/metrics").text
+    assert answers == {position: ids[position] for position in chosen}
+    assert 'fusionrec_batch_size_count{kind="search"} 1.0' in metrics
+    assert f'fusionrec_batch_size_sum{{kind="search"}} {len(chosen)}.0' in metrics
 
 
 def run(coroutine):

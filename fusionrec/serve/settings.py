@@ -74,8 +74,8 @@ class ServeSettings:
         for name in ("max_upload_bytes", "max_k", "max_batch", "max_pending", "workers"):
             _check_whole(name, getattr(self, name), smallest=1)
         _check_whole("thumbnail_side", self.thumbnail_side, smallest=16)
-        if not isinstance(self.batch_window, (int, float)) or not 0 <= self.batch_window <= 1:
-            raise ValueError(f"batch_window must be seconds in [0, 1]; got {self.batch_window!r}")
+        if not isinstance(self.batch_window, (int, float)) or not 0 <= self.batch_window <= 60:
+            raise ValueError(f"batch_window must be seconds in [0, 60]; got {self.batch_window!r}")
         if self.token is not None and not TOKEN_PATTERN.fullmatch(self.token):
             raise ValueError(
                 "token must be 16 to 512 printable ASCII characters without spaces "
