@@ -2,6 +2,7 @@
 
     python benchmarks/serve.py                   # 2,640 training photos indexed; 1, 4, 16 clients
     python benchmarks/serve.py --items 100000    # padded with look-alike vectors to 100,000 items
+    python benchmarks/serve.py --workers 2       # the server's --workers
     python benchmarks/serve.py --duration 3 --catalogue 40 --queries 20 --clients 1 4  # smoke run
 
 The script indexes the Grocery Store training photos and saves the index; then, for batching
@@ -157,7 +158,8 @@ def run(args: argparse.Namespace) -> None:
     results = {}
     for batching in args.batching:
         port = 8700 + len(results)
-        server = started_server(index_file, port, BATCHING[batching], log)
+        options = [*BATCHING[batching], "--workers", str(args.workers)]
+        server = started_server(index_file, port, options, log)
         try:
             for n_clients in args.clients:
                 start_rss = resident_mib(server.pid)
@@ -220,6 +222,7 @@ def main() -> None:
         "--catalogue", type=int, default=None, help="index only the first N training photos"
     )
     parser.add_argument("--queries", type=int, default=200, help="test photos the clients send")
+    parser.add_argument("--workers", type=int, default=1, help="the server's --workers")
     run(parser.parse_args())
 
 

@@ -5,9 +5,9 @@
 :class:`fusionrec.FusedClassifier`; ``fusionrec serve INDEX`` runs it with
 uvicorn. It is a thin layer: photos are read, embedded, searched and
 classified by the index and the classifier; the service adds the HTTP API,
-batching of photos that arrive together (:mod:`~fusionrec.serve.batching`),
-durable catalogue changes (:mod:`~fusionrec.serve.change_log`), metrics, and
-the page (``static/``). Needs ``pip install 'fusionrec[serve]'``.
+batching of photos that arrive together (:class:`Batcher`), durable catalogue
+changes (:class:`ChangeLog`), metrics, and the page (``static/``). Needs
+``pip install 'fusionrec[serve]'``.
 """
 
 from .app import create_app

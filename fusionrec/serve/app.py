@@ -74,13 +74,19 @@ def create_app(
         Catalogue changes are replayed, and every step run once, at startup
         (the ASGI lifespan), before the first request is answered.
 
+    Raises
+    ------
+    RuntimeError
+        If another process holds the change log in ``settings.state_folder``.
+
     Examples
     --------
     >>> from fastapi.testclient import TestClient
-    >>> from fusionrec import ProductIndex
+    >>> from fusionrec import CNNEmbedder, ProductIndex
     >>> from fusionrec.datasets import load_demo_products
     >>> photos = load_demo_products().data[:12]
-    >>> app = create_app(ProductIndex().fit(photos[1:], ids=[f"p{i}" for i in range(11)]))
+    >>> index = ProductIndex(deep=CNNEmbedder(runtime="torch"))  # few photos: no ONNX export
+    >>> app = create_app(index.fit(photos[1:], ids=[f"p{i}" for i in range(11)]))
     >>> with TestClient(app) as client, open(photos[1], "rb") as photo:
     ...     answer = client.post("/search?k=2", files={"file": photo}).json()
     >>> answer["results"][0]["id"]
@@ -95,11 +101,7 @@ def create_app(
         lifespan=service.lifespan,
     )
     install_error_handlers(app, settings.max_upload_bytes)
-    app.add_middleware(
-        BodyLimit,
-        max_bytes=settings.max_upload_bytes + MULTIPART_ALLOWANCE,
-        upload_limit=settings.max_upload_bytes,
-    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_ALLOWANCE)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     app.mount("/static", StaticFiles(packages=[("fusionrec.serve", "static")]), name="static")
     _add_routes(app, service)
@@ -121,6 +123,10 @@ class _Service:
         self.settings = settings
         self.save_index = save_index
         self.catalogue: Catalogue | None = None
+        state = settings.state_folder
+        self.log = None if state is None else ChangeLog(Path(state) / "changes.log")
+        if self.log is not None:
+            self.log.open()  # now, so that a second server on the same index stops at once
         self.batcher = Batcher(
             self.run_batch,
             exclusive=lambda kind: kind[0] in CHANGES,
@@ -143,18 +149,14 @@ class _Service:
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        """Open the change log, replay it, warm up, then serve; release the log at the end."""
-        state = self.settings.state_folder
-        log = None if state is None else ChangeLog(Path(state) / "changes.log")
+        """Replay the change log, warm up, then serve; release the log at the end."""
         try:
-            if log is not None:
-                await run_in_threadpool(log.open)
-            await run_in_threadpool(self._open_catalogue, log)
+            await run_in_threadpool(self._open_catalogue, self.log)
             async with self.batcher.running():
                 yield
         finally:
-            if log is not None:
-                log.close()
+            if self.log is not None:
+                self.log.close()
 
     def _open_catalogue(self, log: ChangeLog | None) -> None:
         state = self.settings.state_folder

@@ -12,6 +12,8 @@ text whatever the app's error handlers say; the service answers JSON.)
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -19,8 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..images import ImageReadError, load_image
-from .errors import ServiceError, error_response
+from .errors import ServiceError
 
+_INTERNAL_OBJECT = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")
 CHECK_SIDE = 64  # a JPEG decodes at 1/8 scale to check it, still reading every byte
 ACCEPTED_TYPES = ("image/", "application/octet-stream")
 """Content types of the photo part: any image, or bytes whose type the client did not know."""
@@ -68,52 +71,60 @@ async def read_photo(file: UploadFile, max_bytes: int) -> bytes:
 
 
 def check_readable(data: bytes) -> None:
-    """Raise :class:`ServiceError` naming why ``data`` is not a readable image."""
+    """Raise :class:`ServiceError` naming why ``data`` is not a readable image.
+
+    Examples
+    --------
+    >>> try:
+    ...     check_readable(b"plain text")
+    ... except ServiceError as error:
+    ...     print(error.status, error.detail)
+    400 not a readable image (UnidentifiedImageError: cannot identify image file)
+    """
     try:
         load_image(data, max_side=CHECK_SIDE)
     except ImageReadError as error:
-        if "decompression bomb" in error.reason:
-            raise ServiceError(413, "too_many_pixels", error.reason) from None
-        raise ServiceError(400, "unreadable_image", error.reason) from None
+        reason = _INTERNAL_OBJECT.sub("", error.reason)  # "<_io.BytesIO object at 0x...>"
+        if "decompression bomb" in reason:
+            raise ServiceError(413, "too_many_pixels", reason) from None
+        raise ServiceError(400, "unreadable_image", reason) from None
 
 
 class BodyLimit:
     """ASGI middleware: a request body over ``max_bytes`` gets 413, and is read no further.
 
-    A declared ``Content-Length`` over the limit is refused before the app
-    runs; a body streamed without one is cut off when it passes the limit.
+    A body declared (``Content-Length``) over the limit is refused at the
+    first read; one streamed without a declared length, when it passes the
+    limit. Either way the app's handlers answer, in JSON, and the request is
+    counted under its route.
 
     Parameters
     ----------
     app : ASGI app
     max_bytes : int
         Largest body accepted.
-    upload_limit : int
-        The photo size limit, named in the answer.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, upload_limit: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.upload_limit = upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            detail = f"the request is larger than the upload limit ({self.upload_limit} bytes)"
-            await error_response(413, "too_large", detail)(scope, receive, send)
-            return
-        received = 0
+        received = int(declared) if declared.isdigit() else 0
 
         async def receive_within_limit() -> Message:
             nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise HTTPException(413)  # answered by the app's handler, in JSON
+                raise HTTPException(413)
+            message = await receive()
+            if not declared.isdigit():
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413)
             return message
 
         await self.app(scope, receive_within_limit, send)
