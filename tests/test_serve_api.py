@@ -210,6 +210,33 @@ def test_a_catalogue_item_can_be_removed_and_its_id_reused(writable, catalogue):
     assert writable.post("/items", files=upload(queries[0]), data={"id": ids[0]}).status_code == 201
 
 
+def test_behind_a_path_prefix_photo_paths_carry_it(index, catalogue, demo):
+    photos, ids, _, _ = catalogue
+    app = create_app(copy.copy(index), settings=ServeSettings(photo_folder=demo_root(demo)))
+    with TestClient(app, root_path="/search-by-photo") as client:
+        [hit] = client.post("/search?k=1", files=upload(photos[3])).json()["results"]
+        page = client.get("/").text
+    assert hit["photo"] == f"/search-by-photo/items/{ids[3]}/photo"
+    assert 'src="static/page.js"' in page  # relative: found under any prefix
+
+
+def test_an_emptied_catalogue_answers_no_matches(writable, catalogue):
+    _, ids, queries, _ = catalogue
+    for item_id in ids:
+        assert writable.delete(f"/items/{item_id}").status_code == 200
+    answer = writable.post("/search", files=upload(queries[0]))
+    assert answer.status_code == 200
+    assert answer.json()["results"] == []
+    assert writable.post("/items", files=upload(queries[0]), data={"id": "only"}).status_code == 201
+    [hit] = writable.post("/search", files=upload(queries[0])).json()["results"]
+    assert hit["id"] == "only"
+
+
+def test_a_second_app_on_the_same_state_folder_is_refused(index, tmp_path):
+    with ChangeLog(tmp_path / "changes.log"), pytest.raises(RuntimeError, match="one server"):
+        create_app(copy.copy(index), settings=ServeSettings(state_folder=tmp_path))
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG file whose header declares ``width`` x ``height`` pixels."""
 
