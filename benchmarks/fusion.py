@@ -1,6 +1,7 @@
 """Benchmarks of fusion (FusedClassifier) on the Grocery Store photos.
 
     python benchmarks/fusion.py accuracy   # traditional, deep, fused early, fused late
+    python benchmarks/fusion.py accuracy --precision int8  # the same with an int8 CNN
     python benchmarks/fusion.py grid       # 5-fold GridSearchCV over 6 settings vs one extraction
     python benchmarks/fusion.py grid -n 300 --profile  # the same, and where its time goes
     python benchmarks/fusion.py choose     # the val-split comparisons behind the defaults
@@ -37,7 +38,7 @@ from fusionrec.fusion.features import normalise_blocks
 SETTINGS = [("traditional", "early"), ("deep", "early"), ("fused", "early"), ("fused", "late")]
 
 
-def accuracy(root: Path, cache: Path) -> None:
+def accuracy(root: Path, cache: Path, precision: str = "float32") -> None:
     train, y_train = load_split(root, "train")
     val, y_val = load_split(root, "val")
     test, y_test = load_split(root, "test")
@@ -47,7 +48,14 @@ def accuracy(root: Path, cache: Path) -> None:
     )
     for branch, fusion in SETTINGS:
         started = time.perf_counter()
-        model = FusedClassifier(branch, fusion=fusion, memory=cache, n_jobs=2, random_state=0)
+        model = FusedClassifier(
+            branch,
+            fusion=fusion,
+            deep=default_deep().set_params(precision=precision),
+            memory=cache,
+            n_jobs=2,
+            random_state=0,
+        )
         model.fit(train, y_train)
         val_score = model.score(val, y_val)
         predicted = model.predict(test)
@@ -169,10 +177,13 @@ def main() -> None:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
     )
     parser.add_argument("-n", "--n-images", type=int, default=600)
+    parser.add_argument(
+        "--precision", choices=["float32", "int8"], default="float32", help="accuracy: the CNN's"
+    )
     parser.add_argument("--profile", action="store_true", help="grid: where the time goes")
     args = parser.parse_args()
     if args.part == "accuracy":
-        accuracy(args.root, args.cache)
+        accuracy(args.root, args.cache, args.precision)
     elif args.part == "choose":
         choose(args.root, args.cache)
     else:

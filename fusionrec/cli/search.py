@@ -6,7 +6,7 @@ import argparse
 import json
 
 from . import model_file
-from .options import add_verbose_option, at_least, prepare_to_predict
+from .options import add_verbose_option, at_least, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Query the index with each photo and print its matches."""
     index, _ = model_file.load(args.index, kind="index")
     index.set_params(on_error="raise")
-    prepare_to_predict(index, len(args.images), args.verbose)
+    show_progress(index, args.verbose)
     results = [
         {"image": image, **matches.to_dict()}
         for image, matches in zip(args.images, index.query(args.images, k=args.k), strict=True)
