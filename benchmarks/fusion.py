@@ -5,6 +5,7 @@
     python benchmarks/fusion.py grid       # 5-fold GridSearchCV over 6 settings vs one extraction
     python benchmarks/fusion.py grid -n 300 --profile  # the same, and where its time goes
     python benchmarks/fusion.py choose     # the val-split comparisons behind the defaults
+    python benchmarks/fusion.py memory     # peak RSS of a cached fit on 600 and 2,640 photos
 
 Defaults throughout: RootSIFT Fisher vectors (64 words, PCA 64) and frozen
 EfficientNet-Lite0 with crop_fraction=0.75, LogisticRegression(C=10) on
@@ -17,6 +18,8 @@ import argparse
 import contextlib
 import cProfile
 import pstats
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +31,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split
+from common import DEFAULT_ROOT, load_split, peak_rss_mib
 
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
@@ -73,6 +76,26 @@ def accuracy(root: Path, cache: Path, precision: str = "float32") -> None:
             f"  ({seconds:.0f} s{extra})"
         )
         print(f"  {'':14} test by group: {by_group(root, test, predicted == y_test)}")
+
+
+def memory(root: Path, cache: Path) -> None:
+    print("FusedClassifier(memory=cache, n_jobs=2) fit on training photos, peak resident memory")
+    for size in (600, 2640):
+        command = [sys.executable, __file__, "fit-memory", "--root", str(root)]
+        subprocess.run([*command, "-n", str(size), "--cache", str(cache)], check=True)
+
+
+def fit_peak_memory(root: Path, n_images: int, cache: Path) -> None:
+    train, y_train = load_split(root, "train")
+    chosen = np.random.default_rng(0).permutation(len(train))[:n_images]
+    started = time.perf_counter()
+    FusedClassifier(memory=cache, n_jobs=2, random_state=0).fit(train[chosen], y_train[chosen])
+    seconds = time.perf_counter() - started
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        f"  {n_images:5d} photos: peak RSS {peak_rss_mib():7.1f} MiB in the fitting process, "
+        f"{workers:7.1f} MiB in the largest worker ({seconds:.0f} s)"
+    )
 
 
 def by_group(root: Path, photos: np.ndarray, correct: np.ndarray) -> str:
@@ -171,7 +194,7 @@ def choose(root: Path, cache: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["accuracy", "grid", "choose"])
+    parser.add_argument("part", choices=["accuracy", "grid", "choose", "memory", "fit-memory"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
@@ -186,6 +209,10 @@ def main() -> None:
         accuracy(args.root, args.cache, args.precision)
     elif args.part == "choose":
         choose(args.root, args.cache)
+    elif args.part == "memory":
+        memory(args.root, args.cache)
+    elif args.part == "fit-memory":
+        fit_peak_memory(args.root, args.n_images, args.cache)
     else:
         grid(args.root, args.n_images, args.profile)
 
