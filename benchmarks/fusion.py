@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from joblib.externals.loky import get_reusable_executor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
@@ -91,6 +92,7 @@ def fit_peak_memory(root: Path, n_images: int, cache: Path) -> None:
     started = time.perf_counter()
     FusedClassifier(memory=cache, n_jobs=2, random_state=0).fit(train[chosen], y_train[chosen])
     seconds = time.perf_counter() - started
+    get_reusable_executor().shutdown(wait=True)  # reap the workers, so their peak is counted
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         f"  {n_images:5d} photos: peak RSS {peak_rss_mib():7.1f} MiB in the fitting process, "
