@@ -1,0 +1,223 @@
+"""``save`` and ``load``: one estimator per file, written atomically, opened without pickle."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+from ..deep import CNNEmbedder
+from ..features import write_atomically
+from ..search import ProductIndex
+from .allowed import ESTIMATORS, name_of
+from .archive import ZIP_MAGIC, ArchiveReader, ArchiveWriter
+from .errors import ModelFileError
+from .manifest import NAME, manifest, read_manifest
+from .networks import EmbedderCodec
+from .pickles import looks_pickled, refusal, unpickled
+from .search_index import IndexCodec
+from .values import Codec, Decoder, Encoder
+
+
+@cache
+def codecs() -> dict[type, Codec]:
+    """The estimator classes whose state needs more than the generic rules."""
+    return {CNNEmbedder: EmbedderCodec(), ProductIndex: IndexCodec()}
+
+
+class LoadedFile(NamedTuple):
+    """What :func:`load_file` read."""
+
+    estimator: Any
+    about: dict
+    """The facts saved with it (``about=`` of :func:`save`)."""
+    manifest: dict | None
+    """The file's manifest; ``None`` for a pickle."""
+
+
+def kind_of(estimator: Any) -> str:
+    """``"index"`` for a ProductIndex, ``"model"`` for anything else."""
+    return "index" if isinstance(estimator, ProductIndex) else "model"
+
+
+def save(estimator: Any, path: str | os.PathLike, *, about: Mapping | None = None) -> Path:
+    """Write a fitted (or unfitted) estimator to one file that opens without running code.
+
+    The file is a zip archive: ``manifest.json`` (format version, versions,
+    classes from an allow-list, parameters as JSON), arrays as ``.npy``, network
+    weights as safetensors, a faiss inverted file by faiss's writer. It is
+    written beside ``path`` and renamed over it once complete, so a crash never
+    leaves half a file where a good one was. See ``docs/files.md``.
+
+    Parameters
+    ----------
+    estimator : BagOfVisualWords, CNNEmbedder, FusedFeatures, FusedClassifier or ProductIndex
+        Or a scikit-learn ``LogisticRegression``/``LinearSVC``.
+    path : str or path
+        The file to write (conventionally ``*.fusionrec``); its folder is created.
+    about : mapping, optional
+        Facts to keep with it (JSON-like: strings, numbers, lists, dicts).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    TypeError
+        If the estimator's class, or a value it holds, has no safe form.
+
+    Examples
+    --------
+    >>> import fusionrec
+    >>> from fusionrec import BagOfVisualWords
+    >>> from fusionrec.datasets import load_demo_products
+    >>> photos = load_demo_products().data[:6]
+    >>> bovw = BagOfVisualWords(n_words=8, random_state=0).fit(photos)
+    >>> path = fusionrec.save(bovw, "words.fusionrec")
+    >>> (fusionrec.load(path).transform(photos) == bovw.transform(photos)).all()
+    np.True_
+    """
+    name = name_of(type(estimator))
+    if name not in ESTIMATORS:
+        raise TypeError(
+            f"fusionrec.save writes fusionrec estimators; got a {type(estimator).__name__}"
+        )
+    path = Path(path)
+
+    def write(file: BinaryIO) -> None:
+        archive = ArchiveWriter(file)
+        encoder = Encoder(archive, codecs())
+        tree = encoder.encode(estimator, type(estimator).__name__)
+        encoded_about = encoder.encode(dict(about or {}), "about")
+        archive.write_json(NAME, manifest(kind_of(estimator), name, encoded_about, tree))
+        archive.close()
+        file.flush()
+        os.fsync(file.fileno())
+
+    write_atomically(path, write)
+    return path
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    modules: Mapping[str, Any] | None = None,
+    allow_pickle: bool = False,
+) -> Any:
+    """Read an estimator that :func:`save` wrote, running no code from the file.
+
+    Classes come from fusionrec's allow-list, arrays are read without pickle,
+    weights with safetensors. Large arrays (a ProductIndex's vectors) are
+    memory-mapped, read-only: opening a big index reads none of them.
+
+    Parameters
+    ----------
+    path : str or path
+    modules : mapping of str to torch.nn.Module, optional
+        For a CNNEmbedder whose backbone is a network of your own class: an
+        instance of that class by its name (``{"MyNet": MyNet()}``), which a
+        copy of receives the stored weights. A file holds no code, so cannot
+        rebuild your class itself.
+    allow_pickle : bool, default=False
+        Also open a pickle (a ``.joblib`` file from an earlier fusionrec).
+        Unpickling runs any code the file holds: only for files you trust.
+        Better, convert such a file once with :func:`convert`.
+
+    Returns
+    -------
+    estimator
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not one fusionrec wrote, is damaged or truncated, comes
+        from a newer fusionrec, names a class outside the allow-list, or is a
+        pickle (without ``allow_pickle``). The message says what to do.
+
+    Examples
+    --------
+    >>> import fusionrec
+    >>> from fusionrec import FusedClassifier
+    >>> from fusionrec.datasets import load_demo_products
+    >>> demo = load_demo_products()
+    >>> model = FusedClassifier("deep").fit(demo.data[::5], demo.target[::5])
+    >>> loaded = fusionrec.load(fusionrec.save(model, "model.fusionrec"))
+    >>> (loaded.predict(demo.data[1::50]) == model.predict(demo.data[1::50])).all()
+    np.True_
+    """
+    return load_file(path, modules=modules, allow_pickle=allow_pickle).estimator
+
+
+def load_file(
+    path: str | os.PathLike,
+    *,
+    modules: Mapping[str, Any] | None = None,
+    allow_pickle: bool = False,
+) -> LoadedFile:
+    """As :func:`load`, with the facts saved beside the estimator and the manifest."""
+    path = Path(path)
+    start = _start_of(path)
+    if start != ZIP_MAGIC:
+        if not looks_pickled(start):
+            raise ModelFileError(
+                f"{str(path)!r} is not a fusionrec file (a zip archive fusionrec.save wrote) "
+                "nor a pickle from an earlier fusionrec"
+            )
+        if not allow_pickle:
+            raise refusal(path)
+        estimator, about = unpickled(path)
+        return LoadedFile(estimator, about, None)
+    archive = ArchiveReader(path)
+    content = read_manifest(archive)
+    libraries = content.get("libraries")
+    sklearn_version = libraries.get("scikit-learn") if isinstance(libraries, dict) else None
+    decoder = Decoder(archive, codecs(), str(sklearn_version), dict(modules or {}))
+    estimator = decoder.decode(content["estimator"], str(content["class"]).rsplit(".", 1)[-1])
+    about = decoder.decode(content.get("about", {}), "about")
+    return LoadedFile(estimator, about if isinstance(about, dict) else {}, content)
+
+
+def read_about(path: str | os.PathLike) -> dict:
+    """The manifest of a fusionrec file, checked but not decoded: nothing is built."""
+    path = Path(path)
+    if _start_of(path) != ZIP_MAGIC:
+        raise ModelFileError(f"{str(path)!r} is not a fusionrec file (a zip archive)")
+    return read_manifest(ArchiveReader(path))
+
+
+def convert(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Rewrite a pickled model or index that you trust in fusionrec's own format.
+
+    Unpickling ``source`` runs any code it holds: convert only files you made
+    or trust. The result opens with :func:`load` and on the command line with
+    no opt-in. Files that ``fusionrec train`` and ``index`` wrote keep the
+    facts they recorded.
+
+    Parameters
+    ----------
+    source : str or path
+        A pickle: a ``.joblib`` file of an earlier fusionrec, or ``joblib.dump`` output.
+    destination : str or path
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    source = Path(source)
+    if _start_of(source) == ZIP_MAGIC:
+        raise ModelFileError(f"{str(source)!r} is a fusionrec file already: nothing to convert")
+    estimator, about = unpickled(source)
+    return save(estimator, destination, about=about)
+
+
+def _start_of(path: Path) -> bytes:
+    """The first bytes of ``path``, with errors that name it."""
+    if path.is_dir():
+        raise ModelFileError(f"{str(path)!r} is a folder, not a fusionrec file")
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    with open(path, "rb") as file:
+        return file.read(len(ZIP_MAGIC))
