@@ -85,6 +85,12 @@ class ArchiveWriter:
         """Write the zip's central directory."""
         self.zip.close()
 
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 class ArchiveReader:
     """Read the entries of a file :class:`ArchiveWriter` wrote, checking each first.

@@ -88,12 +88,11 @@ def save(estimator: Any, path: str | os.PathLike, *, about: Mapping | None = Non
     path = Path(path)
 
     def write(file: BinaryIO) -> None:
-        archive = ArchiveWriter(file)
-        encoder = Encoder(archive, codecs())
-        tree = encoder.encode(estimator, type(estimator).__name__)
-        encoded_about = encoder.encode(dict(about or {}), "about")
-        archive.write_json(NAME, manifest(kind_of(estimator), name, encoded_about, tree))
-        archive.close()
+        with ArchiveWriter(file) as archive:
+            encoder = Encoder(archive, codecs())
+            tree = encoder.encode(estimator, type(estimator).__name__)
+            encoded_about = encoder.encode(dict(about or {}), "about")
+            archive.write_json(NAME, manifest(kind_of(estimator), name, encoded_about, tree))
         file.flush()
         os.fsync(file.fileno())
 

@@ -112,7 +112,7 @@ class Encoder:
         if isinstance(value, np.random.RandomState):
             return _random_state(value)
         if isinstance(value, joblib.Memory):
-            return {"type": "joblib.Memory", "location": _location(value), "verbose": value.verbose}
+            return {"type": "joblib.Memory", "location": _location(value)}
         if id(value) in self._ids:
             return {"type": "ref", "id": self._ids[id(value)]}
         return self._object(value, where)
@@ -392,10 +392,10 @@ def _decode_random_state(decoder: Decoder, node: dict, where: str) -> np.random.
 
 
 def _decode_memory(decoder: Decoder, node: dict, where: str) -> joblib.Memory:
-    location, verbose = node.get("location"), node.get("verbose", 0)
-    if not isinstance(location, str | None) or not isinstance(verbose, int):
+    location = node.get("location")
+    if not isinstance(location, str | None):
         raise decoder.error(where, "is not a joblib.Memory")
-    return joblib.Memory(location, verbose=verbose)
+    return joblib.Memory(location, verbose=0)
 
 
 def _decode_skops(decoder: Decoder, node: dict, where: str) -> Any:
