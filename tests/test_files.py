@@ -17,7 +17,7 @@ from torch import nn
 import fusionrec
 from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, FusedFeatures, ProductIndex
 from fusionrec.deep import FineTuning, Preprocessing
-from fusionrec.files import ModelFileError, convert, load_file, read_about
+from fusionrec.files import ModelFileError, convert, describe_file, load_file
 from fusionrec.files.archive import ALIGNMENT, MAPPED_FROM_BYTES, ArchiveReader
 from fusionrec.search import DeferredInvertedFile
 
@@ -330,11 +330,13 @@ def test_about_facts_and_manifest(lite, tmp_path):
     path = fusionrec.save(lite, tmp_path / "lite.fusionrec", about={"photos": 1, "by": ["me"]})
     loaded = load_file(path)
     assert loaded.about == {"photos": 1, "by": ["me"]}
-    manifest = read_about(path)
-    assert manifest["class"] == "fusionrec.CNNEmbedder"
-    assert manifest["kind"] == "model"
-    assert manifest["fusionrec"] == fusionrec.__version__
-    assert manifest["estimator"]["params"]["backbone"] == "efficientnet_lite0"
+    assert loaded.manifest["estimator"]["params"]["backbone"] == "efficientnet_lite0"
+    described = describe_file(path)
+    assert described.class_name == "fusionrec.CNNEmbedder"
+    assert described.kind == "model"
+    assert described.fusionrec_version == fusionrec.__version__
+    assert described.about == loaded.about
+    assert sum(described.parts.values()) < path.stat().st_size
 
 
 def test_entries_are_stored_and_aligned(tuned, tmp_path):

@@ -17,16 +17,26 @@ allow-list), :mod:`~fusionrec.files.values` (any value as JSON and arrays),
 
 from .errors import ModelFileError
 from .manifest import FORMAT_VERSION
-from .saving import LoadedFile, convert, kind_of, load, load_file, read_about, save
+from .saving import (
+    FileDescription,
+    LoadedFile,
+    convert,
+    describe_file,
+    kind_of,
+    load,
+    load_file,
+    save,
+)
 
 __all__ = [
     "FORMAT_VERSION",
+    "FileDescription",
     "LoadedFile",
     "ModelFileError",
     "convert",
+    "describe_file",
     "kind_of",
     "load",
     "load_file",
-    "read_about",
     "save",
 ]

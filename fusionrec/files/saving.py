@@ -160,13 +160,8 @@ def load_file(
     path = Path(path)
     start = _start_of(path)
     if start != ZIP_MAGIC:
-        if not looks_pickled(start):
-            raise ModelFileError(
-                f"{str(path)!r} is not a fusionrec file (a zip archive fusionrec.save wrote) "
-                "nor a pickle from an earlier fusionrec"
-            )
-        if not allow_pickle:
-            raise refusal(path)
+        if not (allow_pickle and looks_pickled(start)):
+            raise _not_an_archive(path, start)
         estimator, about = unpickled(path)
         return LoadedFile(estimator, about, None)
     archive = ArchiveReader(path)
@@ -179,12 +174,47 @@ def load_file(
     return LoadedFile(estimator, about if isinstance(about, dict) else {}, content)
 
 
-def read_about(path: str | os.PathLike) -> dict:
-    """The manifest of a fusionrec file, checked but not decoded: nothing is built."""
+class FileDescription(NamedTuple):
+    """What :func:`describe_file` read from a file's manifest."""
+
+    class_name: str
+    """The estimator's allow-listed class, such as ``"fusionrec.FusedClassifier"``."""
+    kind: str
+    """``"model"`` or ``"index"``."""
+    format_version: int
+    fusionrec_version: str
+    """The fusionrec that wrote it."""
+    libraries: dict
+    """Versions of the libraries that wrote it."""
+    about: dict
+    parts: dict
+    """Size in bytes of each entry."""
+
+
+def describe_file(path: str | os.PathLike) -> FileDescription:
+    """What a fusionrec file holds, from its manifest: no estimator is built.
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load` does, for a file it would not open.
+    """
     path = Path(path)
-    if _start_of(path) != ZIP_MAGIC:
-        raise ModelFileError(f"{str(path)!r} is not a fusionrec file (a zip archive)")
-    return read_manifest(ArchiveReader(path))
+    start = _start_of(path)
+    if start != ZIP_MAGIC:
+        raise _not_an_archive(path, start)
+    archive = ArchiveReader(path)
+    content = read_manifest(archive)
+    about = Decoder(archive, {}, "", {}).decode(content.get("about", {}), "about")
+    return FileDescription(
+        class_name=str(content["class"]),
+        kind=str(content["kind"]),
+        format_version=content["format_version"],
+        fusionrec_version=str(content.get("fusionrec")),
+        libraries=dict(content.get("libraries") or {}),
+        about=about if isinstance(about, dict) else {},
+        parts={name: info.file_size for name, (_, info) in archive.entries.items()},
+    )
 
 
 def convert(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
@@ -210,6 +240,16 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
         raise ModelFileError(f"{str(source)!r} is a fusionrec file already: nothing to convert")
     estimator, about = unpickled(source)
     return save(estimator, destination, about=about)
+
+
+def _not_an_archive(path: Path, start: bytes) -> ModelFileError:
+    """The error for a file that is not a zip archive: a pickle, or something else."""
+    if looks_pickled(start):
+        return refusal(path)
+    return ModelFileError(
+        f"{str(path)!r} is not a fusionrec file (a zip archive fusionrec.save wrote) nor a "
+        "pickle from an earlier fusionrec"
+    )
 
 
 def _start_of(path: Path) -> bytes:
