@@ -292,7 +292,7 @@ def test_index_with_an_inverted_file_reads_it_only_when_searched(
     assert loaded._inverted_file.loaded is None
     np.testing.assert_array_equal(loaded.centroids_, index.centroids_)
     same_matches(loaded, index, queries)
-    assert loaded._inverted_file.loaded.n_items == len(ids)
+    assert len(loaded._inverted_file.loaded) == len(ids)
 
 
 def test_a_large_index_is_memory_mapped_and_still_changes(lite, catalogue, queries, tmp_path):

@@ -3,16 +3,14 @@
 One file per estimator: a zip archive of uncompressed entries holding a JSON manifest
 (classes from an allow-list, parameters as JSON), ``.npy`` arrays read without pickle
 and memory-mapped when large, network weights as safetensors, a faiss inverted file by
-faiss's own writer. :func:`save` writes one atomically; :func:`load` opens one;
-:func:`convert` turns a pickle from an earlier fusionrec, that you trust, into one.
-See ``docs/files.md``.
+faiss's own writer. :func:`fusionrec.save` writes one atomically; :func:`fusionrec.load`
+opens one; :func:`convert` turns a pickle from an earlier fusionrec, that you trust, into
+one. See ``docs/files.md``.
 
-One module per concept: :mod:`~fusionrec.files.archive` (the zip and its safety
-checks), :mod:`~fusionrec.files.manifest`, :mod:`~fusionrec.files.allowed` (the
-allow-list), :mod:`~fusionrec.files.values` (any value as JSON and arrays),
-:mod:`~fusionrec.files.networks` (CNNEmbedder weights), :mod:`~fusionrec.files.search_index`
-(ProductIndex keypoints and inverted file), :mod:`~fusionrec.files.classifiers` (skops),
-:mod:`~fusionrec.files.pickles` (older files).
+One module per concept: ``archive`` (the zip and its safety checks), ``manifest``,
+``allowed`` (the allow-list), ``values`` (any value as JSON and arrays), ``networks``
+(CNNEmbedder weights), ``search_index`` (ProductIndex keypoints and inverted file),
+``classifiers`` (skops), ``pickles`` (older files), ``saving`` (save, load, convert).
 """
 
 from .errors import ModelFileError

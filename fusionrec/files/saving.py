@@ -32,7 +32,7 @@ class LoadedFile(NamedTuple):
 
     estimator: Any
     about: dict
-    """The facts saved with it (``about=`` of :func:`save`)."""
+    """The facts saved with it (``about=`` of :func:`fusionrec.save`)."""
     manifest: dict | None
     """The file's manifest; ``None`` for a pickle."""
 
@@ -123,7 +123,7 @@ def load(
     allow_pickle : bool, default=False
         Also open a pickle (a ``.joblib`` file from an earlier fusionrec).
         Unpickling runs any code the file holds: only for files you trust.
-        Better, convert such a file once with :func:`convert`.
+        Better, convert such a file once with :func:`fusionrec.files.convert`.
 
     Returns
     -------
@@ -156,7 +156,7 @@ def load_file(
     modules: Mapping[str, Any] | None = None,
     allow_pickle: bool = False,
 ) -> LoadedFile:
-    """As :func:`load`, with the facts saved beside the estimator and the manifest."""
+    """As :func:`fusionrec.load`, with the facts saved beside the estimator and the manifest."""
     path = Path(path)
     start = _start_of(path)
     if start != ZIP_MAGIC:
@@ -197,7 +197,7 @@ def describe_file(path: str | os.PathLike) -> FileDescription:
     Raises
     ------
     ModelFileError
-        As :func:`load` does, for a file it would not open.
+        As :func:`fusionrec.load` does, for a file it would not open.
     """
     path = Path(path)
     start = _start_of(path)
@@ -221,7 +221,7 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
     """Rewrite a pickled model or index that you trust in fusionrec's own format.
 
     Unpickling ``source`` runs any code it holds: convert only files you made
-    or trust. The result opens with :func:`load` and on the command line with
+    or trust. The result opens with :func:`fusionrec.load` and on the command line with
     no opt-in. Files that ``fusionrec train`` and ``index`` wrote keep the
     facts they recorded.
 

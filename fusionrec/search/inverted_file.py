@@ -106,8 +106,7 @@ class InvertedFile:
         """The centroids and every list, written by faiss's own writer, as ``uint8``."""
         return _faiss().serialize_index(self.index)
 
-    @property
-    def n_items(self) -> int:
+    def __len__(self) -> int:
         """How many items are filed."""
         return self.index.ntotal
 
@@ -118,7 +117,7 @@ class InvertedFile:
     def search(
         self, queries: np.ndarray, k: int, n_probes: int, items: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best items per query in its ``n_probes`` nearest lists, as :func:`top_k` does.
+        """The ``k`` best items per query in its ``n_probes`` nearest lists, as ``top_k`` does.
 
         A query whose probed lists hold fewer than ``k`` items is answered by
         exact search over ``items`` (the rows filed, in order) instead, so
@@ -157,10 +156,9 @@ class DeferredInvertedFile:
         """The stored bytes, or the lists as they are now once read."""
         return self.stored() if self.loaded is None else self.loaded.to_bytes()
 
-    @property
-    def n_items(self) -> int:
+    def __len__(self) -> int:
         """How many items are filed."""
-        return self._inverted_file().n_items
+        return len(self._inverted_file())
 
     def add(self, vectors: np.ndarray) -> None:
         """As :meth:`InvertedFile.add`."""
