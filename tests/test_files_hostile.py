@@ -241,6 +241,15 @@ def test_a_file_from_a_newer_fusionrec(words_file, tmp_path):
     opening_fails(path, "fusionrec 9.0 in file format 2", "pip install --upgrade fusionrec")
 
 
+def test_values_nested_too_deeply(words_file, tmp_path):
+    def planted(manifest):
+        manifest["estimator"]["state"]["n_descriptors_"] = json.loads("[" * 700 + "]" * 700)
+        return manifest
+
+    path = rebuilt(words_file, tmp_path / "nested.fusionrec", manifest=planted)
+    opening_fails(path, "nested too deeply")
+
+
 def test_a_zip_that_fusionrec_did_not_write(tmp_path):
     path = tmp_path / "other.zip"
     with zipfile.ZipFile(path, "w") as archive:

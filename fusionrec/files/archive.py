@@ -185,7 +185,7 @@ class ArchiveReader:
         """The JSON value in entry ``name``."""
         try:
             return json.loads(self.read(name))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise self.error(f"is damaged: entry {name!r} is not JSON ({error})") from None
 
     def array(self, name: str) -> np.ndarray:

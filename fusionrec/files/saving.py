@@ -71,14 +71,16 @@ def save(estimator: Any, path: str | os.PathLike, *, about: Mapping | None = Non
 
     Examples
     --------
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> import fusionrec
     >>> from fusionrec import BagOfVisualWords
     >>> from fusionrec.datasets import load_demo_products
     >>> photos = load_demo_products().data[:6]
     >>> bovw = BagOfVisualWords(n_words=8, random_state=0).fit(photos)
-    >>> path = fusionrec.save(bovw, "words.fusionrec")
-    >>> (fusionrec.load(path).transform(photos) == bovw.transform(photos)).all()
-    np.True_
+    >>> path = fusionrec.save(bovw, Path(tempfile.mkdtemp()) / "words.fusionrec")
+    >>> bool((fusionrec.load(path).transform(photos) == bovw.transform(photos)).all())
+    True
     """
     name = name_of(type(estimator))
     if name not in ESTIMATORS:
@@ -138,14 +140,17 @@ def load(
 
     Examples
     --------
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> import fusionrec
     >>> from fusionrec import FusedClassifier
     >>> from fusionrec.datasets import load_demo_products
     >>> demo = load_demo_products()
     >>> model = FusedClassifier("deep").fit(demo.data[::5], demo.target[::5])
-    >>> loaded = fusionrec.load(fusionrec.save(model, "model.fusionrec"))
-    >>> (loaded.predict(demo.data[1::50]) == model.predict(demo.data[1::50])).all()
-    np.True_
+    >>> path = fusionrec.save(model, Path(tempfile.mkdtemp()) / "model.fusionrec")
+    >>> photos = demo.data[1::50]
+    >>> bool((fusionrec.load(path).predict_proba(photos) == model.predict_proba(photos)).all())
+    True
     """
     return load_file(path, modules=modules, allow_pickle=allow_pickle).estimator
 
@@ -169,8 +174,11 @@ def load_file(
     libraries = content.get("libraries")
     sklearn_version = libraries.get("scikit-learn") if isinstance(libraries, dict) else None
     decoder = Decoder(archive, codecs(), str(sklearn_version), dict(modules or {}))
-    estimator = decoder.decode(content["estimator"], str(content["class"]).rsplit(".", 1)[-1])
-    about = decoder.decode(content.get("about", {}), "about")
+    try:
+        estimator = decoder.decode(content["estimator"], str(content["class"]).rsplit(".", 1)[-1])
+        about = decoder.decode(content.get("about", {}), "about")
+    except RecursionError:
+        raise archive.error("is nested too deeply to be a file fusionrec wrote") from None
     return LoadedFile(estimator, about if isinstance(about, dict) else {}, content)
 
 
