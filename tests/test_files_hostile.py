@@ -241,6 +241,51 @@ def test_a_file_from_a_newer_fusionrec(words_file, tmp_path):
     opening_fails(path, "fusionrec 9.0 in file format 2", "pip install --upgrade fusionrec")
 
 
+def paths(value, prefix=()):
+    """The path (keys and indices) of every value inside a JSON value."""
+    yield prefix
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        yield from paths(item, (*prefix, key))
+
+
+def replaced(value, path, new):
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+def test_every_manifest_value_changed_opens_or_gives_a_clear_error(words_file, tmp_path):
+    """Each value of a real manifest, replaced by a value of another kind: the file opens, or
+    ModelFileError says why; nothing else escapes."""
+    with zipfile.ZipFile(words_file) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    tree = manifest["estimator"]
+    substitutes = [None, 7, "x", [], {}, {"type": "ref", "id": []}, {"type": "array", "part": 3}]
+    outcomes = {"opened": 0, "refused": 0}
+    for path in paths(tree):
+        for substitute in substitutes:
+            changed = {**manifest, "estimator": replaced(tree, path, substitute)}
+            target = rebuilt(
+                words_file, tmp_path / "changed.fusionrec", manifest=lambda _, new=changed: new
+            )
+            try:
+                fusionrec.load(target)
+                outcomes["opened"] += 1
+            except ModelFileError:
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
+    assert outcomes["opened"] > 0
+
+
 def test_values_nested_too_deeply(words_file, tmp_path):
     def planted(manifest):
         manifest["estimator"]["state"]["n_descriptors_"] = json.loads("[" * 700 + "]" * 700)

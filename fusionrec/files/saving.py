@@ -177,8 +177,15 @@ def load_file(
     try:
         estimator = decoder.decode(content["estimator"], str(content["class"]).rsplit(".", 1)[-1])
         about = decoder.decode(content.get("about", {}), "about")
+    except ModelFileError:
+        raise
     except RecursionError:
         raise archive.error("is nested too deeply to be a file fusionrec wrote") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+        raise archive.error(
+            f"cannot be opened: it holds values fusionrec does not write ({type(error).__name__}:"
+            f" {error}). Do not use this file"
+        ) from error
     return LoadedFile(estimator, about if isinstance(about, dict) else {}, content)
 
 

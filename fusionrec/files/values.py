@@ -32,7 +32,7 @@ from .archive import ArchiveReader, ArchiveWriter
 from .errors import ModelFileError
 
 PLAIN = (str, int, float, bool, type(None))
-"""What JSON holds as it is (an ``int`` here is never a ``bool``: both are kept apart)."""
+"""What JSON holds as it is (and tells apart: ``true`` stays a bool, ``1`` an int)."""
 
 _ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMERIC_KINDS = "biuf"
@@ -94,10 +94,10 @@ class Encoder:
 
     def encode(self, value: Any, where: str) -> Any:
         """The JSON node of ``value``; ``where`` names it in error messages."""
+        if isinstance(value, np.generic):  # before PLAIN: numpy's float64 and str_ subclass it
+            return _numpy_scalar(value, where)
         if isinstance(value, PLAIN):
             return value
-        if isinstance(value, np.generic):
-            return _numpy_scalar(value, where)
         if isinstance(value, np.ndarray):
             return self.array(value, where)
         if isinstance(value, list):
@@ -224,22 +224,24 @@ class Decoder:
             return [self.decode(item, f"{where}[{i}]") for i, item in enumerate(node)]
         if not isinstance(node, dict) or not isinstance(node.get("type"), str):
             raise self.error(where, f"is not a value fusionrec writes: {_short(node)}")
-        kind = node["type"]
+        kind, identity = node["type"], node.get("id")
+        if identity is not None and not isinstance(identity, int):
+            raise self.error(where, f"has the invalid object id {_short(identity)}")
         if kind == "ref":
-            if node.get("id") not in self._objects:
-                raise self.error(where, f"refers to object {node.get('id')!r}, not read before it")
-            return self._objects[node["id"]]
+            if identity not in self._objects:
+                raise self.error(where, f"refers to object {identity!r}, not read before it")
+            return self._objects[identity]
         decode = _DECODERS.get(kind)
         if decode is None:
             raise self.error(where, f"has the unknown type {kind!r}")
         value = decode(self, node, where)
-        if "id" in node:
-            self._objects[node["id"]] = value
+        if identity is not None:
+            self._objects[identity] = value
         return value
 
-    def array(self, node: dict, where: str) -> np.ndarray:
+    def array(self, node: Any, where: str) -> np.ndarray:
         """The array an ``"array"`` node names."""
-        if node.get("type") != "array":
+        if not isinstance(node, dict) or node.get("type") != "array":
             raise self.error(where, f"should be an array; got {_short(node)}")
         return self.archive.array(self.part(node, where))
 
@@ -257,7 +259,7 @@ class Decoder:
     def lookup(self, table: dict, node: dict, where: str) -> type:
         """The allow-listed class a node names; an error for any other name."""
         name = node.get("class")
-        if name not in table:
+        if not isinstance(name, str) or name not in table:
             raise self.error(
                 where,
                 f"names the class {name!r}, which is not on fusionrec's allow-list of classes a "
@@ -302,7 +304,7 @@ def _decode_record(decoder: Decoder, node: dict, where: str) -> Any:
         )
     try:
         return cls(**fields)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, IndexError, KeyError) as error:
         raise decoder.error(where, f"holds an invalid {cls.__name__}: {error}") from None
 
 
@@ -443,7 +445,10 @@ def _special(value: Any, where: str) -> dict:
     )
 
 
-def _numpy_scalar(value: np.generic, where: str) -> dict:
+def _numpy_scalar(value: np.generic, where: str) -> dict | str:
+    """A numpy number keeps its type; a numpy string becomes a string."""
+    if value.dtype.kind == "U":
+        return str(value)
     if value.dtype.kind not in _NUMERIC_KINDS:
         raise TypeError(f"cannot store {where}: a numpy {value.dtype} scalar")
     return {"type": "numpy", "dtype": value.dtype.str, "value": value.item()}
