@@ -82,8 +82,8 @@ class EmbedderCodec:
         device = values.get("device")
         if isinstance(device, str) and not device_available(device):
             warnings.warn(
-                f"{where} was saved with device={device!r}, which this machine lacks: it runs "
-                f"with device='auto' ({resolve_device('auto').type}) instead",
+                f"a CNNEmbedder was saved with device={device!r}, which this machine lacks: it "
+                f"runs with device='auto' ({resolve_device('auto').type}) instead",
                 UserWarning,
                 stacklevel=2,
             )
