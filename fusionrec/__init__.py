@@ -8,8 +8,9 @@ The package follows one flowchart::
 :mod:`fusionrec.images` reads photos in every form; :mod:`fusionrec.traditional`
 holds the keypoint branch and :mod:`fusionrec.deep` the CNN branch;
 :mod:`fusionrec.fusion` combines them for classification and
-:mod:`fusionrec.search` for search by photo; :mod:`fusionrec.datasets` loads
-labelled photo folders and the bundled demo products.
+:mod:`fusionrec.search` for search by photo; :mod:`fusionrec.files` saves and
+loads any of them without pickle (:func:`save`, :func:`load`); :mod:`fusionrec.datasets`
+loads labelled photo folders and the bundled demo products.
 """
 
 from importlib import import_module
@@ -25,6 +26,8 @@ _PUBLIC = {
     "ProductIndex": "fusionrec.search",
     "available_detectors": "fusionrec.traditional",
     "evaluate": "fusionrec.evaluation",
+    "load": "fusionrec.files",
+    "save": "fusionrec.files",
 }
 __all__ = [*sorted(_PUBLIC), "__version__"]
 

@@ -15,13 +15,19 @@ def write_atomically(path: Path, write: Callable[[Any], None]) -> None:
 
     The file is written beside ``path`` under a name of this process's own and
     renamed over it: readers, and other processes filling the same cache,
-    never see half a file.
+    never see half a file. If ``write`` fails, the partial file is removed and
+    whatever was at ``path`` stays as it was.
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(partial, "wb") as file:
-        write(file)
-    os.replace(partial, path)
+    try:
+        with open(partial, "wb") as file:
+            write(file)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def user_cache_folder(*parts: str) -> Path:

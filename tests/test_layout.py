@@ -28,6 +28,7 @@ LAYERS = {
     "features": 4,
     "fusion": 5,
     "search": 6,
+    "files": 7,
     "cli": 9,
     "__main__": 10,
 }

@@ -10,7 +10,7 @@ import numpy as np
 from ..datasets import load_image_folder
 from ..evaluation import EvaluationReport, evaluate
 from . import model_file
-from .options import add_verbose_option, show_progress
+from .options import add_allow_pickle_option, add_verbose_option, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Predict every photo in FOLDER (one sub-folder per product, as for"
         " 'fusionrec train') with MODEL and print accuracy, macro and per-product precision,"
         " recall and F1. With --report, also write report.json and confusion_matrix.png.",
-        epilog="example: fusionrec evaluate model.joblib test-photos/ --report report/",
+        epilog="example: fusionrec evaluate model.fusionrec test-photos/ --report report/",
     )
     parser.add_argument("model", metavar="MODEL", help="model file from 'fusionrec train'")
     parser.add_argument("folder", metavar="FOLDER", help="folder of product sub-folders")
@@ -30,13 +30,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="write report.json and confusion_matrix.png into DIR (created if needed)",
     )
+    add_allow_pickle_option(parser)
     add_verbose_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Predict the folder's photos and print how well the model did."""
-    model, _ = model_file.load(args.model)
+    model, _ = model_file.load(args.model, allow_pickle=args.allow_pickle)
     photos = load_image_folder(args.folder)
     truth = np.asarray(photos.target_names, dtype=object)[photos.target]
     model.set_params(on_error="raise")

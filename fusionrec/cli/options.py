@@ -72,8 +72,8 @@ def add_output_options(parser: argparse.ArgumentParser, default: str, what: str)
         "--output",
         default=default,
         metavar=what.upper(),
-        help=f"{what} file to write (default: %(default)s). It is a pickle: share it only with"
-        " people who trust you",
+        help=f"{what} file to write (default: %(default)s): a fusionrec file, which opens without"
+        " running any code from it",
     )
     parser.add_argument(
         "--on-error",
@@ -81,6 +81,17 @@ def add_output_options(parser: argparse.ArgumentParser, default: str, what: str)
         default="raise",
         help="an unreadable photo stops the run (raise) or is left out and named (skip)"
         " (default: %(default)s)",
+    )
+
+
+def add_allow_pickle_option(parser: argparse.ArgumentParser) -> None:
+    """``--allow-pickle``: also open a pickled file from an earlier fusionrec, naming the risk."""
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also open a .joblib file from an earlier fusionrec. It is a pickle, and opening it"
+        " runs any code it holds: only for files you trust. Better: convert it once with"
+        " 'fusionrec convert'",
     )
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from . import model_file
-from .options import add_verbose_option, at_least, show_progress
+from .options import add_allow_pickle_option, add_verbose_option, at_least, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Print, for each IMAGE, the K catalogue photos of INDEX whose features are"
         " most similar (cosine similarity; with an index built with --rerank, also the number"
         " of geometrically verified keypoint matches).",
-        epilog="example: fusionrec search index.joblib shopper.jpg -k 5",
+        epilog="example: fusionrec search index.fusionrec shopper.jpg -k 5",
     )
     parser.add_argument("index", metavar="INDEX", help="index file from 'fusionrec index'")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photo files")
@@ -33,13 +33,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help='print JSON instead: [{"image": ..., "ids": [...], "scores": [...]}, ...]',
     )
+    add_allow_pickle_option(parser)
     add_verbose_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Query the index with each photo and print its matches."""
-    index, _ = model_file.load(args.index, kind="index")
+    index, _ = model_file.load(args.index, kind="index", allow_pickle=args.allow_pickle)
     index.set_params(on_error="raise")
     show_progress(index, args.verbose)
     results = [

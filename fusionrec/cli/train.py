@@ -31,11 +31,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Train a classifier on FOLDER, which holds one sub-folder of photos per"
         " product (the sub-folder's name is the product's label), and save it to a model file"
         " that 'fusionrec evaluate' and 'fusionrec predict' read.",
-        epilog="examples: fusionrec train photos/ -o model.joblib --branch fused --fusion late;"
-        " fusionrec train photos/ -o tuned.joblib --branch deep --fine-tune 10",
+        epilog="examples: fusionrec train photos/ -o model.fusionrec --branch fused --fusion late;"
+        " fusionrec train photos/ -o tuned.fusionrec --branch deep --fine-tune 10",
     )
     parser.add_argument("folder", metavar="FOLDER", help="folder of product sub-folders")
-    add_output_options(parser, "model.joblib", "model")
+    add_output_options(parser, "model.fusionrec", "model")
     parser.add_argument(
         "--branch",
         choices=BRANCHES,

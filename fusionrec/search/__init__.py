@@ -2,6 +2,14 @@
 
 from .geometry import Keypoints, count_inliers
 from .index import ProductIndex
+from .inverted_file import DeferredInvertedFile, InvertedFile
 from .results import Matches
 
-__all__ = ["Keypoints", "Matches", "ProductIndex", "count_inliers"]
+__all__ = [
+    "DeferredInvertedFile",
+    "InvertedFile",
+    "Keypoints",
+    "Matches",
+    "ProductIndex",
+    "count_inliers",
+]
