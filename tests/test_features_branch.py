@@ -1,4 +1,4 @@
-"""A cached keypoint branch holds a bounded number of photos' descriptions at a time."""
+"""A cached keypoint branch: bounded photos at a time, and keys that follow the detector."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ import pytest
 from fusionrec import BagOfVisualWords
 from fusionrec.features import branch as branch_module
 from fusionrec.features.branch import Branch, CachedDescriptions
+from fusionrec.traditional import DETECTORS
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +52,12 @@ def test_cached_descriptions_read_each_photo_when_asked(photos, tmp_path):
     lazy.cache.path(keys[2]).unlink()
     with pytest.raises(FileNotFoundError, match=keys[2]):
         lazy[2]
+
+
+def test_a_new_detector_revision_learns_a_new_vocabulary(photos, tmp_path, monkeypatch):
+    first = Branch(extractor(), tmp_path)
+    first.fit_transform(photos)
+    monkeypatch.setattr(DETECTORS["sift"], "revision", DETECTORS["sift"].revision + 1)
+    second = Branch(extractor(), tmp_path)
+    second.fit_transform(photos)
+    assert second.vocabulary_key != first.vocabulary_key

@@ -143,7 +143,8 @@ class Branch:
             for name, value in sorted(self.extractor.get_params().items())
             if name not in _RUN_SETTINGS
         }
-        self.vocabulary_key = digest(repr(settings), *keys)
+        description = self.extractor.description_key()  # a detector's revision too
+        self.vocabulary_key = digest(description, repr(settings), *keys)
         path = self.location / "vocabulary" / f"{self.vocabulary_key}.joblib"
         cached = load_or_none(path)
         if cached is not None:
