@@ -250,11 +250,19 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
             self._tune(images, y)
         crop = self.preprocessing_.crop
         with torch.inference_mode():
-            self.blocks_ = self._head().block_widths(torch.zeros(1, 3, crop, crop))
+            self.blocks_ = self.embedding_module().block_widths(torch.zeros(1, 3, crop, crop))
         self.n_features_out_ = sum(width for _, width in self.blocks_)
         return self
 
-    def _head(self) -> EmbeddingHead:
+    def embedding_module(self) -> EmbeddingHead:
+        """The PyTorch module that maps prepared photos to embeddings, as :meth:`transform` does.
+
+        It wraps ``network_`` (shared, not copied) with the pooling of
+        ``layer`` and ``normalize``: a batch ``(N, 3, crop, crop)`` prepared
+        by ``preprocessing_`` gives ``(N, n_features_out_)``. It is the
+        network itself whatever ``runtime`` says, so gradients flow through
+        it (:func:`fusionrec.explain` computes Grad-CAM heat maps with it).
+        """
         return EmbeddingHead(self.network_, as_layers(self.layer), self.normalize)
 
     def transform(self, X: Any) -> np.ndarray:
@@ -311,7 +319,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
 
     def _embedding_function(self, device: torch.device):
         """The fastest way to embed a prepared batch on ``device``."""
-        head = self._head()
+        head = self.embedding_module()
         if self._uses_onnxruntime(device):
             return OnnxEmbedding(head, self.preprocessing_.crop)
         head.to(device, memory_format=torch.channels_last)
