@@ -27,6 +27,7 @@ LAYERS = {
     "features": 4,
     "fusion": 5,
     "search": 6,
+    "explanations": 7,
     "cli": 9,
     "__main__": 10,
 }
