@@ -13,6 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
@@ -22,6 +23,8 @@ from .rendering import DrawsPNG
 
 DISPLAY_SIDE = 512
 """Longest side, in pixels, of each photo a match picture shows."""
+TITLE_ID_LENGTH = 40
+"""A longer item id (a deep path, say) shows only its end in the picture's title."""
 
 
 @dataclass(frozen=True)
@@ -90,15 +93,16 @@ class MatchExplanation(DrawsPNG):
         axes.imshow(canvas)
         axes.set_axis_off()
         segments = np.stack([starts, ends], axis=1)
-        axes.add_collection(LineCollection(segments, colors="lime", linewidths=0.8))
+        colours = colormaps["hsv"](np.linspace(0.0, 1.0, self.n_inliers, endpoint=False))
+        axes.add_collection(LineCollection(segments, colors=colours, linewidths=0.7, alpha=0.8))
         axes.set_title(title or self._title(), fontsize=10)
         return figure
 
     def _title(self) -> str:
-        return (
-            f"{self.item_id}: similarity {self.similarity:.3f}, "
-            f"{self.n_inliers} verified keypoint matches"
-        )
+        name = str(self.item_id)
+        if len(name) > TITLE_ID_LENGTH:
+            name = "..." + name[-TITLE_ID_LENGTH:]
+        return f"{name}: similarity {self.similarity:.3f}, {self.n_inliers} verified matches"
 
 
 def explain_match(query: Any, item: Any, matches: Matches, rank: int = 0) -> MatchExplanation:
