@@ -91,6 +91,7 @@ HELP = {
     "train": "--branch",
     "evaluate": "--report",
     "predict": "--top",
+    "explain": "--label",
 }
 REGISTERED = [module.__name__.rsplit(".", 1)[1] for module in COMMANDS]
 
@@ -300,7 +301,8 @@ def test_help_does_not_load_pytorch():
         "import sys\n"
         "from fusionrec.cli import build_parser\n"
         "parser = build_parser()\n"
-        "for command in ('train', 'index', 'demo', 'evaluate', 'predict', 'search', 'info'):\n"
+        "for command in ('train', 'index', 'demo', 'evaluate', 'predict', 'explain', 'search',"
+        " 'info'):\n"
         "    parser.parse_known_args([command, 'x', 'y'])\n"
         "sys.exit('torch' in sys.modules)\n"
     )

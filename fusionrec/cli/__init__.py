@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import demo, evaluate, index, info, predict, search, train
+from . import demo, evaluate, explain, index, info, predict, search, train
 from .errors import report_error
 
-COMMANDS = (info, demo, train, evaluate, predict, index, search)
+COMMANDS = (info, demo, train, evaluate, predict, explain, index, search)
 
 _EPILOG = """\
 quick start:
@@ -24,6 +24,7 @@ quick start:
   fusionrec train photos/ -o model.joblib        one sub-folder of photos per product
   fusionrec evaluate model.joblib test-photos/ --report report/
   fusionrec predict model.joblib new.jpg --top 3
+  fusionrec explain model.joblib new.jpg -o why.png  why that product, drawn
   fusionrec index catalogue/ -o index.joblib     every photo under catalogue/, for search
   fusionrec search index.joblib shopper.jpg -k 5
 
