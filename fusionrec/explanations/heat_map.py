@@ -53,20 +53,44 @@ def prepared_batch(embedder: CNNEmbedder, rgb: np.ndarray) -> torch.Tensor:
     return batch.to(resolve_device(embedder.device))
 
 
-def embed(embedder: CNNEmbedder, batch: torch.Tensor) -> np.ndarray:
-    """The photo's embedding, ``(1, width)``, from PyTorch (no ONNX export for one photo)."""
-    module = embedder.embedding_module().to(batch.device)
-    with torch.inference_mode():
-        return module(batch).float().cpu().numpy()
+def forward(embedder: CNNEmbedder, batch: torch.Tensor) -> tuple[np.ndarray, list]:
+    """The photo's embedding ``(1, width)``, and what each module of the network output.
+
+    PyTorch runs the network (no ONNX export for one photo). The second
+    item lists ``(module name, output shape)`` in the order the modules
+    finished (``()`` for an output that is not a tensor).
+    """
+    finished: list[tuple[str, tuple[int, ...]]] = []
+
+    def record(name: str):
+        return lambda module, args, output: finished.append(
+            (name, tuple(output.shape) if torch.is_tensor(output) else ())
+        )
+
+    modules = embedder.network_.named_modules()
+    hooks = [module.register_forward_hook(record(name)) for name, module in modules if name]
+    try:
+        with torch.inference_mode():
+            embedding = embedder.embedding_module().to(batch.device)(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return embedding.float().cpu().numpy(), finished
 
 
-def last_convolutional_stage(embedder: CNNEmbedder, batch: torch.Tensor) -> str:
-    """Name of the last module whose output is a feature map before the embedding is taken.
+def last_convolutional_stage(finished: list, embedder: CNNEmbedder) -> str:
+    """The last module whose output is a feature map before the embedding is taken.
 
     A feature map is a 4-D output ``(N, C, H, W)`` with ``H`` and ``W`` above
     1 (so a global pooling's ``(N, C, 1, 1)`` is not one). When the
     embedder pools named inner layers (its ``layer``), only modules that
     finish by the last of them count.
+
+    Parameters
+    ----------
+    finished : list of (str, tuple)
+        What each module output, in order, as :func:`forward` gives it.
+    embedder : CNNEmbedder
 
     Raises
     ------
@@ -74,27 +98,13 @@ def last_convolutional_stage(embedder: CNNEmbedder, batch: torch.Tensor) -> str:
         If no module outputs a feature map (a transformer, say): pass
         ``layer`` to name the module to explain.
     """
-    finished: list[tuple[str, tuple[int, ...]]] = []
-    network = embedder.network_
-
-    def record(name: str):
-        return lambda module, args, output: finished.append(
-            (name, tuple(output.shape) if torch.is_tensor(output) else ())
-        )
-
-    hooks = [module.register_forward_hook(record(name)) for name, module in network.named_modules()]
-    try:
-        embed(embedder, batch)
-    finally:
-        for hook in hooks:
-            hook.remove()
     finished = _until_embedding_layers(finished, _embedding_layers(embedder.layer))
-    stages = [name for name, shape in finished if name and _is_feature_map(shape)]
+    stages = [name for name, shape in finished if _is_feature_map(shape)]
     if not stages:
         raise ValueError(
-            f"found no convolutional stage in {type(network).__name__}: no module outputs a "
-            "feature map (N, C, H, W) with H, W > 1 before the embedding; pass layer= the name "
-            "of the module whose output the heat map should weigh"
+            f"found no convolutional stage in {type(embedder.network_).__name__}: no module "
+            "outputs a feature map (N, C, H, W) with H, W > 1 before the embedding; pass layer= "
+            "the name of the module whose output the heat map should weigh"
         )
     return stages[-1]
 

@@ -88,8 +88,8 @@ class MatchExplanation(DrawsPNG):
         starts = self.query_points * query_scale
         ends = self.item_points * item_scale + np.array([query.shape[1], 0], np.float32)
         width_inches = 7.0 * canvas.shape[1] / canvas.shape[0] / 2 + 0.5
-        figure = Figure(figsize=(min(width_inches, 14.0), 4.2), layout="constrained")
-        axes = figure.subplots()
+        figure = Figure(figsize=(min(width_inches, 14.0), 4.2))
+        axes = figure.add_axes((0.01, 0.01, 0.98, 0.9))
         axes.imshow(canvas)
         axes.set_axis_off()
         segments = np.stack([starts, ends], axis=1)

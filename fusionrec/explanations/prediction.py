@@ -17,7 +17,14 @@ from ..deep import CNNEmbedder
 from ..fusion import FusedClassifier
 from ..images import ImageReadError, load_image
 from ..traditional import BagOfVisualWords
-from .heat_map import DeepScore, embed, grad_cam, last_convolutional_stage, on_photo, prepared_batch
+from .heat_map import (
+    DeepScore,
+    forward,
+    grad_cam,
+    last_convolutional_stage,
+    on_photo,
+    prepared_batch,
+)
 from .keypoints import keypoint_weights
 from .result import Explanation
 from .shares import BlockTerm, block_terms, late_terms, softmax
@@ -81,16 +88,19 @@ def explain(
         features.fitted_extractor("traditional") if "traditional" in features.branches_ else None
     )
     image = _read(photo, deep)
-    batch = prepared_batch(deep, image) if deep is not None else None
-    described = _described(traditional, photo) if traditional is not None else None
-    blocks = {
-        name: embed(deep, batch) if name == "deep" else traditional.encode_described([described])
-        for name in features.branches_
-    }
+    blocks = {}
+    if deep is not None:
+        batch = prepared_batch(deep, image)
+        blocks["deep"], finished = forward(deep, batch)
+    if traditional is not None:
+        described = _described(traditional, photo)
+        blocks["traditional"] = traditional.encode_described([described])
+    blocks = {name: blocks[name] for name in features.branches_}  # in the order they are fused
     late = model.branch == "fused" and model.fusion == "late"
     numbers, terms = (_late if late else _early)(model, blocks, label)
     maps = {}
     if deep is not None:
+        layer = layer or last_convolutional_stage(finished, deep)
         maps |= _heat_map(deep, batch, image.shape[:2], terms["deep"], layer)
     if traditional is not None:
         maps |= _keypoints(traditional, described, image.shape[:2], terms["traditional"])
@@ -176,10 +186,9 @@ def _labels(model: FusedClassifier, probabilities: np.ndarray, class_index: int)
 
 
 def _heat_map(
-    deep: CNNEmbedder, batch, shape: tuple[int, int], term: BlockTerm, layer: str | None
+    deep: CNNEmbedder, batch, shape: tuple[int, int], term: BlockTerm, layer: str
 ) -> dict:
-    """Grad-CAM of the deep block's term, over the photo."""
-    layer = layer or last_convolutional_stage(deep, batch)
+    """Grad-CAM of the deep block's term at ``layer``, over the photo."""
     cam = grad_cam(DeepScore(deep.embedding_module(), term.coefficients, term.length), batch, layer)
     box = deep.preprocessing_.crop_box(shape[1], shape[0])
     return {"heat_map": on_photo(cam, box, shape), "heat_map_layer": layer}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -20,25 +21,28 @@ DPI = 100
 
 
 class DrawsPNG:
-    """``to_png`` and ``save_png`` for a class whose ``render()`` returns a Matplotlib figure."""
+    """``to_png`` and ``save_png`` for a class whose ``render()`` returns a Matplotlib figure.
 
-    def render(self) -> Figure:
+    Both pass their keyword arguments (a ``title``, say) on to ``render``.
+    """
+
+    def render(self, **options: Any) -> Figure:
         """The explanation drawn as one figure."""
         raise NotImplementedError
 
-    def to_png(self) -> bytes:
+    def to_png(self, **options: Any) -> bytes:
         """The picture :meth:`render` draws, as PNG bytes (for a web page or a notebook)."""
         buffer = BytesIO()
-        self.render().savefig(buffer, format="png", dpi=DPI)
+        self.render(**options).savefig(buffer, format="png", dpi=DPI)
         return buffer.getvalue()
 
-    def save_png(self, path: str | os.PathLike) -> Path:
+    def save_png(self, path: str | os.PathLike, **options: Any) -> Path:
         """Write the picture :meth:`render` draws to ``path`` as a PNG; return the path.
 
         The file appears complete or not at all; its folder is created if needed.
         """
         path = Path(path)
-        figure = self.render()
+        figure = self.render(**options)
         write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=DPI))
         return path
 
