@@ -105,6 +105,9 @@ def timing(root: Path, n_images: int, n_photos: int, cache: Path, profile: bool)
 
 def gallery(root: Path, n_images: int, n_candidates: int, shown: tuple[int, int], cache) -> None:
     model, train = fitted_model(root, n_images, cache)
+    PICTURES.mkdir(exist_ok=True)
+    for old in PICTURES.glob("*.png"):  # the folder holds this gallery's pictures only
+        old.unlink()
     test, truth = named_split(root, "test")
     drawn = np.random.default_rng(2).permutation(len(test))[:n_candidates]
     photos, truth = test[drawn], truth[drawn]

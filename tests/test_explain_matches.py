@@ -1,5 +1,9 @@
 """Explaining a re-ranked search match: the verified keypoint matches, drawn one line each."""
 
+import os
+import stat
+import threading
+
 import numpy as np
 import pytest
 from matplotlib.collections import LineCollection
@@ -89,3 +93,16 @@ def test_verified_matches_are_what_count_inliers_counts(demo):
     verified = verified_matches(crop, photo)
     assert len(verified) == count_inliers(crop, photo) >= 10
     assert ((verified >= 0) & (verified <= 1)).all()
+
+
+def test_a_picture_written_to_a_pipe_leaves_the_pipe_in_place(matches, query, catalogue, tmp_path):
+    """Writing to an existing non-file (a pipe, /dev/stdout) must not replace it with a file."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = {}
+    reader = threading.Thread(target=lambda: received.update(data=pipe.read_bytes()), daemon=True)
+    reader.start()
+    explain_match(query, catalogue[2], matches).save_png(pipe)
+    reader.join(timeout=30)
+    assert received["data"].startswith(b"\x89PNG")
+    assert stat.S_ISFIFO(pipe.stat().st_mode)

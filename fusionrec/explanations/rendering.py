@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -39,11 +39,21 @@ class DrawsPNG:
     def save_png(self, path: str | os.PathLike, **options: Any) -> Path:
         """Write the picture :meth:`render` draws to ``path`` as a PNG; return the path.
 
-        The file appears complete or not at all; its folder is created if needed.
+        A file appears complete or not at all; its folder is created if needed.
+        Anything else already at ``path`` (``/dev/stdout``, a named pipe) is
+        written to as it is, never replaced.
         """
         path = Path(path)
         figure = self.render(**options)
-        write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=DPI))
+
+        def write(file: BinaryIO) -> None:
+            figure.savefig(file, format="png", dpi=DPI)
+
+        if path.exists() and not path.is_file():
+            with open(path, "wb") as file:
+                write(file)
+        else:
+            write_atomically(path, write)
         return path
 
     def _repr_png_(self) -> bytes:
