@@ -9,8 +9,8 @@ RootSIFT Fisher vectors) on ``-n`` training photos, as many of each product, wit
 cached in ``--cache``. ``time`` explains ``--photos`` test photos (after one more, which pays
 for first calls) and draws each as a PNG. ``gallery`` explains test photos the model names
 rightly and wrongly (a wrong one also for its true product: why not that one?), draws one
-re-ranked search match, writes the pictures to docs/explain/ and the gallery to
-docs/explain.md, between its gallery markers.
+re-ranked search match, writes the pictures to docs/explain/ (as JPEG, to keep the repository
+small) and the gallery to docs/explain.md, between its gallery markers.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import pstats
 import sys
 import tempfile
 import time
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.frozen import FrozenEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +40,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 PICTURES = DOCS / "explain"
 GALLERY_START = "<!-- gallery: written by benchmarks/explain.py gallery -->"
 GALLERY_END = "<!-- end of gallery -->"
+JPEG_QUALITY = 85
 PROFILED = (
     r"prediction.py:\d+\(explain\)|heat_map.py:\d+\((embed|grad_cam|last_convolutional_stage)\)"
     r"|bag_of_words.py:\d+\((describe|encode_described)\)|keypoints.py:\d+\(keypoint_weights\)"
@@ -106,7 +109,7 @@ def timing(root: Path, n_images: int, n_photos: int, cache: Path, profile: bool)
 def gallery(root: Path, n_images: int, n_candidates: int, shown: tuple[int, int], cache) -> None:
     model, train = fitted_model(root, n_images, cache)
     PICTURES.mkdir(exist_ok=True)
-    for old in PICTURES.glob("*.png"):  # the folder holds this gallery's pictures only
+    for old in PICTURES.glob("*.jpg"):  # the folder holds this gallery's pictures only
         old.unlink()
     test, truth = named_split(root, "test")
     drawn = np.random.default_rng(2).permutation(len(test))[:n_candidates]
@@ -142,9 +145,7 @@ def picture(explanation, name: str, truth: str) -> tuple[str, str]:
         verdict = "right" if explanation.predicted == truth else f"wrong: it is {truth}"
         caption = f"Predicted {explanation.predicted} ({verdict})."
         title = f"predicted {explanation.predicted}, p={explanation.probability:.2f} ({verdict})"
-    explanation.save_png(PICTURES / f"{name}.png", title=title)
-    print(f"  {name}.png: {caption}")
-    return caption, f"{name}.png"
+    return caption, saved(explanation, name, title)
 
 
 def match_picture(model, catalogue: np.ndarray, queries: np.ndarray, cache) -> tuple[str, str]:
@@ -156,13 +157,20 @@ def match_picture(model, catalogue: np.ndarray, queries: np.ndarray, cache) -> t
     best = int(np.argmax([matches.inliers[0] for matches in found]))
     why = explain_match(queries[best], found[best].ids[0], found[best])
     name = f"match-{Path(queries[best]).stem}"
-    why.save_png(PICTURES / f"{name}.png", title=f"{why.n_inliers} verified keypoint matches")
     caption = (
         f"Search by photo: the test photo (left) and its best match among the training photos "
         f"(right), re-ranked by its {why.n_inliers} verified keypoint matches, one line each."
     )
-    print(f"  {name}.png: {caption}")
-    return caption, f"{name}.png"
+    return caption, saved(why, name, f"{why.n_inliers} verified keypoint matches")
+
+
+def saved(explanation, name: str, title: str) -> str:
+    """Save an explanation's picture as a JPEG (a fifth of the PNG's bytes); its file name."""
+    file_name = f"{name}.jpg"
+    picture = Image.open(BytesIO(explanation.to_png(title=title))).convert("RGB")
+    picture.save(PICTURES / file_name, quality=JPEG_QUALITY)
+    print(f"  {file_name}: {title}")
+    return file_name
 
 
 def write_gallery(summary: str, entries: list[tuple[str, str]]) -> None:
@@ -171,7 +179,7 @@ def write_gallery(summary: str, entries: list[tuple[str, str]]) -> None:
     text = page.read_text()
     before, rest = text.split(GALLERY_START)
     _, after = rest.split(GALLERY_END)
-    body = "\n\n".join(f"{caption}\n\n![{caption}](explain/{name})" for caption, name in entries)
+    body = "\n\n".join(f"{caption}\n\n![{name}](explain/{name})" for caption, name in entries)
     page.write_text(f"{before}{GALLERY_START}\n{summary}\n\n{body}\n{GALLERY_END}{after}")
     print(f"wrote {len(entries)} pictures to {PICTURES} and the gallery to {page}")
 
