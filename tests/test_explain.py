@@ -18,6 +18,7 @@ from torch import nn
 
 from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, explain
 from fusionrec.deep import FineTuning, Preprocessing
+from fusionrec.deep import embedder as embedder_module
 from fusionrec.explanations import Explanation
 from fusionrec.images import load_image
 
@@ -128,6 +129,21 @@ def test_keypoint_weights_add_up_to_the_traditional_term(early, late, test_photo
         classifier.decision_function(row)[0, late_why.label] - classifier.intercept_[late_why.label]
     )
     assert late_why.keypoint_weights.sum() == pytest.approx(linear, abs=1e-5)
+
+
+def test_the_network_runs_in_pytorch_whatever_the_runtime(early, test_photos, monkeypatch):
+    """Gradients need PyTorch; one photo is not worth an ONNX export either."""
+    [decision] = early.decision_function(test_photos[:1])
+    onnx_model = copy.deepcopy(early)
+    onnx_model.features_.fitted_extractor("deep").set_params(runtime="onnxruntime")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("explain exported the network to ONNX")
+
+    monkeypatch.setattr(embedder_module, "OnnxEmbedding", refuse)
+    why = explain(onnx_model, test_photos[0])
+    assert why.score == pytest.approx(decision[why.label], abs=1e-4)
+    assert np.nanmax(why.heat_map) == 1.0
 
 
 def test_randomising_the_network_changes_the_heat_map(early, test_photos, demo):
