@@ -17,6 +17,7 @@ LAYERS = {
     "_choices": 0,
     "_parallel": 0,
     "_pickling": 0,
+    "_storage": 0,
     "_vectors": 0,
     "images": 1,
     "_validation": 2,

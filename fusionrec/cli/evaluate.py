@@ -10,7 +10,7 @@ import numpy as np
 from ..datasets import load_image_folder
 from ..evaluation import EvaluationReport, evaluate
 from . import model_file
-from .options import add_verbose_option, prepare_to_predict
+from .options import add_verbose_option, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     photos = load_image_folder(args.folder)
     truth = np.asarray(photos.target_names, dtype=object)[photos.target]
     model.set_params(on_error="raise")
-    prepare_to_predict(model, len(photos.data), args.verbose)
+    show_progress(model, args.verbose)
     report = evaluate(truth, model.predict(photos.data), output_dir=args.report)
     print(f"{report.n_photos} photos of {len(photos.target_names)} products in {args.folder}")
     unknown = sorted(set(photos.target_names) - set(model.classes_))

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import model_file
 from .errors import CommandError
-from .options import add_verbose_option, prepare_to_predict
+from .options import add_verbose_option, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ..explanations import explain  # PyTorch loads when the command runs, not for --help
 
     model, _ = model_file.load(args.model)
-    prepare_to_predict(model, 1, args.verbose)
+    show_progress(model, args.verbose)
     label = None if args.label is None else class_named(model.classes_, args.label)
     explanation = explain(model, args.photo, label=label, layer=args.layer)
     path = explanation.save_png(args.output)

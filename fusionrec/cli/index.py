@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     photos = photos_under(args.folder)
     ids = [path.relative_to(args.folder).as_posix() for path in photos]
-    features = extractors(args, len(photos))
+    features = extractors(args)
     if args.deep_from:
         features["deep"] = trained_network(args)
     index = ProductIndex(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import model_file
-from .options import add_verbose_option, at_least, prepare_to_predict
+from .options import add_verbose_option, at_least, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict the photos and print the top products of each."""
     model, _ = model_file.load(args.model)
     model.set_params(on_error="raise")
-    prepare_to_predict(model, len(args.images), args.verbose)
+    show_progress(model, args.verbose)
     probabilities = model.predict_proba(args.images)
     results = [
         {"image": image, "predictions": top_products(model.classes_, row, args.top)}

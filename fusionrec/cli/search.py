@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import model_file
 from .errors import CommandError
-from .options import add_verbose_option, at_least, prepare_to_predict
+from .options import add_verbose_option, at_least, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             "'fusionrec index --rerank'"
         )
     index.set_params(on_error="raise")
-    prepare_to_predict(index, len(args.images), args.verbose)
+    show_progress(index, args.verbose)
     found = index.query(args.images, k=args.k)
     results = [
         {"image": image, **matches.to_dict()}

@@ -19,7 +19,7 @@ from .options import (
     add_verbose_option,
     at_least,
     build_classifier,
-    prepare_to_predict,
+    show_progress,
 )
 
 
@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     labels = np.asarray(photos.target_names, dtype=object)[photos.target]
     model = build_classifier(
         args,
-        len(photos.data),
         branch=args.branch,
         fusion=args.fusion,
         on_error=args.on_error,
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     for position in model.dropped_indices_:
         print(f"left out unreadable photo: {photos.data[position]}")
     n_photos = len(photos.data) - len(model.dropped_indices_)
-    prepare_to_predict(model, len(photos.data), verbose=False)  # quiet unless asked
+    show_progress(model, verbose=False)  # quiet unless asked
     path = model_file.save(
         model,
         args.output,
