@@ -42,7 +42,7 @@ GALLERY_START = "<!-- gallery: written by benchmarks/explain.py gallery -->"
 GALLERY_END = "<!-- end of gallery -->"
 JPEG_QUALITY = 85
 PROFILED = (
-    r"prediction.py:\d+\(explain\)|heat_map.py:\d+\((embed|grad_cam|last_convolutional_stage)\)"
+    r"prediction.py:\d+\(explain\)|heat_map.py:\d+\((forward|grad_cam|last_convolutional_stage)\)"
     r"|bag_of_words.py:\d+\((describe|encode_described)\)|keypoints.py:\d+\(keypoint_weights\)"
     r"|decode.py:\d+\(load_image\)|rendering.py:\d+\(to_png\)"
 )
