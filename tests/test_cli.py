@@ -93,6 +93,7 @@ HELP = {
     "evaluate": "--report",
     "predict": "--top",
     "convert": "NEW",
+    "explain": "--label",
 }
 REGISTERED = [module.__name__.rsplit(".", 1)[1] for module in COMMANDS]
 
@@ -332,7 +333,8 @@ def test_help_does_not_load_pytorch():
         "import sys\n"
         "from fusionrec.cli import build_parser\n"
         "parser = build_parser()\n"
-        "for command in ('train', 'index', 'demo', 'evaluate', 'predict', 'search', 'info',"
+        "for command in ('train', 'index', 'demo', 'evaluate', 'predict', 'explain', 'search',"
+        " 'info',"
         " 'convert'):\n"
         "    parser.parse_known_args([command, 'x', 'y'])\n"
         "sys.exit('torch' in sys.modules)\n"

@@ -72,7 +72,7 @@ def test_int8_embeddings_point_the_same_way_as_float32_ones(float32, int8, photo
 
 
 def test_int8_network_stores_its_weights_in_a_quarter_of_the_bytes(float32, int8):
-    exported = runtime.exported_model(float32._head(), 224)
+    exported = runtime.exported_model(float32.embedding_module(), 224)
     assert len(int8.int8_network_) < 0.35 * len(exported)
 
 

@@ -29,6 +29,7 @@ LAYERS = {
     "fusion": 5,
     "search": 6,
     "files": 7,
+    "explanations": 7,
     "cli": 9,
     "__main__": 10,
 }

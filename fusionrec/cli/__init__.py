@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import convert, demo, evaluate, index, info, predict, search, train
+from . import convert, demo, evaluate, explain, index, info, predict, search, train
 from .errors import report_error
 
-COMMANDS = (info, demo, train, evaluate, predict, index, search, convert)
+COMMANDS = (info, demo, train, evaluate, predict, explain, index, search, convert)
 
 _EPILOG = """\
 quick start:
@@ -24,6 +24,7 @@ quick start:
   fusionrec train photos/ -o model.fusionrec        one sub-folder of photos per product
   fusionrec evaluate model.fusionrec test-photos/ --report report/
   fusionrec predict model.fusionrec new.jpg --top 3
+  fusionrec explain model.fusionrec new.jpg -o why.png  why that product, drawn
   fusionrec index catalogue/ -o index.fusionrec     every photo under catalogue/, for search
   fusionrec search index.fusionrec shopper.jpg -k 5
   fusionrec convert model.joblib model.fusionrec    a pickle of an earlier fusionrec, rewritten

@@ -276,7 +276,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
             self._tune(images, y)
         crop = self.preprocessing_.crop
         with torch.inference_mode():
-            self.blocks_ = self._head().block_widths(torch.zeros(1, 3, crop, crop))
+            self.blocks_ = self.embedding_module().block_widths(torch.zeros(1, 3, crop, crop))
         self.n_features_out_ = sum(width for _, width in self.blocks_)
         self._quantise(images)
         return self
@@ -311,10 +311,20 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
             raise ValueError(
                 "precision='int8' calibrates on the photos given to fit: none is readable"
             )
-        model = exported_model(self._head(), self.preprocessing_.crop)
+        model = exported_model(self.embedding_module(), self.preprocessing_.crop)
         self.int8_network_ = quantize_int8(model, batches)
 
-    def _head(self) -> EmbeddingHead:
+    def embedding_module(self) -> EmbeddingHead:
+        """The PyTorch module that maps prepared photos to embeddings, as :meth:`transform` does.
+
+        It wraps ``network_`` (shared, not copied) with the pooling of
+        ``layer`` and ``normalize``: a batch ``(N, 3, crop, crop)`` prepared
+        by ``preprocessing_`` gives ``(N, n_features_out_)``. It is the
+        float32 network itself whatever ``runtime`` and ``precision`` say
+        (``precision="int8"`` embeds with a quantised copy of it), so
+        gradients flow through it (:func:`fusionrec.explain` computes
+        Grad-CAM heat maps with it).
+        """
         return EmbeddingHead(self.network_, as_layers(self.layer), self.normalize)
 
     def transform(self, X: Any) -> np.ndarray:
@@ -374,7 +384,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         if self.precision == "int8":
             check_is_fitted(self, "int8_network_", msg="precision='int8' since fit: fit again")
             return OnnxEmbedding(self.int8_network_)
-        head = self._head()
+        head = self.embedding_module()
         if self._uses_onnxruntime(device):
             return OnnxEmbedding.of_network(head, self.preprocessing_.crop)
         head.to(device, memory_format=torch.channels_last)

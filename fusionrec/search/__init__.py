@@ -1,6 +1,6 @@
 """Similar-product search: a catalogue indexed by features, queried by photo."""
 
-from .geometry import Keypoints, count_inliers
+from .geometry import Keypoints, count_inliers, verified_matches
 from .index import ProductIndex
 from .inverted_file import DeferredInvertedFile, InvertedFile
 from .results import Matches
@@ -12,4 +12,5 @@ __all__ = [
     "Matches",
     "ProductIndex",
     "count_inliers",
+    "verified_matches",
 ]

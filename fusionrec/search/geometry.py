@@ -78,15 +78,15 @@ def ratio_matches(query: np.ndarray, candidate: np.ndarray, ratio: float) -> lis
     return pairs
 
 
-def count_inliers(
+def verified_matches(
     query: Keypoints,
     candidate: Keypoints,
     *,
     query_descriptors: np.ndarray | None = None,
     ratio: float = 0.8,
     threshold: float = 8.0,
-) -> int:
-    """Number of ratio-test matches consistent with one homography (OpenCV's USAC MAGSAC).
+) -> np.ndarray:
+    """The ratio-test matches consistent with one homography (OpenCV's USAC MAGSAC).
 
     Parameters
     ----------
@@ -102,8 +102,40 @@ def count_inliers(
 
     Returns
     -------
-    int
-        0 when there are fewer than four matches or no homography fits.
+    ndarray of shape (n_inliers, 4), float32
+        One row per inlier: its query keypoint's x and y, then its candidate
+        keypoint's, as fractions of each photo's width and height. No rows
+        when there are fewer than four matches or no homography fits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> positions = rng.random((60, 2)).astype(np.float32)
+    >>> descriptors = rng.random((60, 128)).astype(np.float32)
+    >>> same = Keypoints.from_pair(positions, descriptors)
+    >>> pairs = verified_matches(same, same)
+    >>> len(pairs) >= 55, bool(np.allclose(pairs[:, :2], pairs[:, 2:]))
+    (True, True)
+    """
+    none = np.zeros((0, 4), np.float32)
+    if query_descriptors is None:
+        query_descriptors = query.descriptors()
+    pairs = ratio_matches(query_descriptors, candidate.descriptors(), ratio)
+    if len(pairs) < _MIN_MATCHES:
+        return none
+    rows = np.asarray(pairs)
+    source = query.positions[rows[:, 0]]
+    target = candidate.positions[rows[:, 1]]
+    homography, mask = cv2.findHomography(source, target, cv2.USAC_MAGSAC, threshold)
+    if homography is None or mask is None:
+        return none
+    inlier = mask.ravel().astype(bool)
+    return (np.hstack([source[inlier], target[inlier]]) / NOMINAL_SIDE).astype(np.float32)
+
+
+def count_inliers(query: Keypoints, candidate: Keypoints, **options) -> int:
+    """Number of :func:`verified_matches` (which takes the same ``options``).
 
     Examples
     --------
@@ -115,15 +147,4 @@ def count_inliers(
     >>> count_inliers(same, same) >= 55
     True
     """
-    if query_descriptors is None:
-        query_descriptors = query.descriptors()
-    pairs = ratio_matches(query_descriptors, candidate.descriptors(), ratio)
-    if len(pairs) < _MIN_MATCHES:
-        return 0
-    rows = np.asarray(pairs)
-    source = query.positions[rows[:, 0]]
-    target = candidate.positions[rows[:, 1]]
-    homography, mask = cv2.findHomography(source, target, cv2.USAC_MAGSAC, threshold)
-    if homography is None or mask is None:
-        return 0
-    return int(mask.sum())
+    return len(verified_matches(query, candidate, **options))

@@ -26,7 +26,7 @@ from ..fusion import (
 )
 from ..images import non_empty_images
 from ..traditional import BagOfVisualWords, check_detector
-from .geometry import Keypoints, count_inliers
+from .geometry import Keypoints, verified_matches
 from .inverted_file import InvertedFile, default_n_lists, require_faiss, train_centroids
 from .results import Matches
 from .vectors import top_k
@@ -347,14 +347,20 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         """
         head = min(self.rerank_depth, len(candidates))
         descriptors = keypoints.descriptors()
-        inliers = np.zeros(len(candidates), dtype=np.int64)
-        inliers[:head] = [
-            count_inliers(keypoints, self.keypoints_[item], query_descriptors=descriptors)
+        positions = [
+            verified_matches(keypoints, self.keypoints_[item], query_descriptors=descriptors)
             for item in candidates[:head]
         ]
+        positions += [np.zeros((0, 4), np.float32)] * (len(candidates) - head)
+        inliers = np.array([len(pairs) for pairs in positions], dtype=np.int64)
         verified = scores[:head] + INLIER_WEIGHT * inliers[:head]
         order = np.r_[np.argsort(-verified, kind="stable"), np.arange(head, len(candidates))][:k]
-        return Matches(self.ids_[candidates[order]], scores[order], inliers[order])
+        return Matches(
+            self.ids_[candidates[order]],
+            scores[order],
+            inliers[order],
+            tuple(positions[i] for i in order),
+        )
 
 
 def _as_id_array(ids: Any) -> np.ndarray:
