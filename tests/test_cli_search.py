@@ -59,7 +59,7 @@ def test_index_with_an_inverted_file_finds_the_photo_itself(catalogue, tmp_path,
     assert main(["index", str(catalogue), "-o", str(path), "--search", "ivf"]) == 0
     index = load(path, kind="index")[0]
     assert index.search == "ivf"
-    assert len(index.centroids_) >= 1
+    assert len(index.centroids_) == 1  # 20 photos: too few to learn two lists of 39 items
     photo = sorted((catalogue / "Kiwi").iterdir())[0]
     capsys.readouterr()
     assert main(["search", str(path), str(photo), "-k", "1"]) == 0
