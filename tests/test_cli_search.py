@@ -10,6 +10,7 @@ import pytest
 from fusionrec import BagOfVisualWords, FusedClassifier
 from fusionrec.cli import main
 from fusionrec.cli.model_file import load, save
+from fusionrec.search.inverted_file import faiss_available
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def test_search_prints_json(catalogue, index_file, capsys):
     assert all(len(result["scores"]) == 2 and "inliers" in result for result in results)
 
 
+@pytest.mark.skipif(not faiss_available(), reason="--search ivf needs faiss-cpu")
 def test_index_with_an_inverted_file_finds_the_photo_itself(catalogue, tmp_path, capsys):
     path = tmp_path / "ivf.joblib"
     assert main(["index", str(catalogue), "-o", str(path), "--search", "ivf"]) == 0

@@ -13,7 +13,11 @@ from sklearn.exceptions import NotFittedError
 from fusionrec import BagOfVisualWords, CNNEmbedder, ProductIndex
 from fusionrec.images import ImageReadError, UnreadableImageWarning, load_image
 from fusionrec.search import Keypoints, Matches, count_inliers
+from fusionrec.search.inverted_file import faiss_available
 
+needs_faiss = pytest.mark.skipif(
+    not faiss_available(), reason="search='ivf' needs faiss-cpu: pip install 'fusionrec[ann]'"
+)
 SMALL_TRADITIONAL = BagOfVisualWords(
     "rootsift", n_words=16, encoding="vlad", max_side=160, random_state=0
 )
@@ -274,6 +278,7 @@ def ivf_index(catalogue, memory):
     return ProductIndex(search="ivf", n_probes=1, memory=memory, random_state=0).fit(photos, ids)
 
 
+@needs_faiss
 def test_inverted_file_finds_each_catalogue_photo_in_its_own_list(catalogue, ivf_index):
     photos, ids, _ = catalogue
     # about 4 sqrt(n) lists, but at least 39 items to learn each from: 140 // 39 = 3 lists
@@ -283,6 +288,7 @@ def test_inverted_file_finds_each_catalogue_photo_in_its_own_list(catalogue, ivf
     assert [matches.best for matches in results] == list(ids)
 
 
+@needs_faiss
 def test_inverted_file_probing_every_list_is_exact(catalogue, index, ivf_index):
     _, _, queries = catalogue
     everything = clone(ivf_index).set_params(n_probes=len(ivf_index.centroids_))
@@ -293,6 +299,7 @@ def test_inverted_file_probing_every_list_is_exact(catalogue, index, ivf_index):
         np.testing.assert_allclose(exact.scores, probed.scores, atol=1e-5)
 
 
+@needs_faiss
 def test_inverted_file_follows_add_and_remove_and_pickling(catalogue, memory, tmp_path):
     photos, ids, _ = catalogue
     grown = ProductIndex(search="ivf", n_probes=1, memory=memory, random_state=0)
@@ -307,6 +314,7 @@ def test_inverted_file_follows_add_and_remove_and_pickling(catalogue, memory, tm
         assert old.ids.tolist() == new.ids.tolist()
 
 
+@needs_faiss
 def test_search_can_switch_to_the_inverted_file_after_fit(catalogue, memory):
     photos, ids, _ = catalogue
     switched = ProductIndex(memory=memory).fit(photos, ids).set_params(search="ivf", n_probes=1)
