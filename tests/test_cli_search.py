@@ -11,6 +11,7 @@ import fusionrec
 from fusionrec import BagOfVisualWords, FusedClassifier
 from fusionrec.cli import main
 from fusionrec.cli.model_file import load, save
+from fusionrec.search.inverted_file import faiss_available
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,13 @@ def test_search_prints_json(catalogue, index_file, capsys):
     assert all(len(result["scores"]) == 2 and "inliers" in result for result in results)
 
 
+@pytest.mark.skipif(not faiss_available(), reason="--search ivf needs faiss-cpu")
 def test_index_with_an_inverted_file_finds_the_photo_itself(catalogue, tmp_path, capsys):
     path = tmp_path / "ivf.fusionrec"
     assert main(["index", str(catalogue), "-o", str(path), "--search", "ivf"]) == 0
     index = load(path, kind="index")[0]
     assert index.search == "ivf"
-    assert len(index.centroids_) >= 1
+    assert len(index.centroids_) == 1  # 20 photos: too few to learn two lists of 39 items
     photo = sorted((catalogue / "Kiwi").iterdir())[0]
     capsys.readouterr()
     assert main(["search", str(path), str(photo), "-k", "1"]) == 0
