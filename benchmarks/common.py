@@ -43,6 +43,14 @@ def peak_memory_in_children(script: str, part: str, root: Path, sizes: tuple[int
         subprocess.run(command, check=True)
 
 
+def current_rss_mib() -> float:
+    """Resident memory of this process now, in MiB (Linux's /proc/self/status)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise OSError("no VmRSS in /proc/self/status")
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

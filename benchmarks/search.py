@@ -99,17 +99,22 @@ def grown_to(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
     return index
 
 
-def grown_with_look_alikes(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
-    """The index padded to ``n_items`` with noisy copies of its real items (cosine ~0.8 to them).
+def look_alikes(vectors: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` noisy copies of random rows of ``vectors`` (cosine ~0.8 to them), unit length.
 
     Unlike random unit vectors, these crowd around the real products as a
     large catalogue's look-alikes do, which is what an inverted file must cope with.
     """
+    sources = vectors[rng.integers(len(vectors), size=n)]
+    noise = rng.standard_normal(sources.shape, np.float32) * (0.75 / np.sqrt(sources.shape[1]))
+    return l2_normalise(sources + noise)
+
+
+def grown_with_look_alikes(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
+    """The index padded to ``n_items`` with :func:`look_alikes` of its real items."""
     extra = n_items - len(index.ids_)
     rng = np.random.default_rng(seed)
-    sources = index.vectors_[rng.integers(len(index.ids_), size=extra)]
-    noise = rng.standard_normal(sources.shape, np.float32) * (0.75 / np.sqrt(sources.shape[1]))
-    index.vectors_ = np.vstack([index.vectors_, l2_normalise(sources + noise)])
+    index.vectors_ = np.vstack([index.vectors_, look_alikes(index.vectors_, extra, rng)])
     index.ids_ = np.concatenate([index.ids_, np.array([f"look-alike-{i}" for i in range(extra)])])
     return index
 

@@ -7,9 +7,9 @@ Runs offline on the bundled demo photos in about a minute on 2 CPU cores:
 
 from pathlib import Path
 
-import joblib
 import numpy as np
 
+import fusionrec
 from fusionrec import ProductIndex
 from fusionrec.datasets import load_demo_products
 
@@ -34,9 +34,9 @@ found = [matches.best.split("/")[0] for matches in results]
 accuracy = np.mean(np.array(found) == products[queries])
 print(f"top-1 product accuracy: {accuracy:.2f} on {len(queries)} query photos")
 
-# An index is an ordinary estimator: save it, load it, keep it up to date.
-joblib.dump(index, "catalogue.joblib")
-index = joblib.load("catalogue.joblib")
+# Save the index to one file, which opens without running code from it; keep it up to date.
+fusionrec.save(index, "catalogue.fusionrec")
+index = fusionrec.load("catalogue.fusionrec")
 index.remove(ids[:5])
 best = index.query(demo.data[:1])[0].best
 print(f"{len(index.ids_)} items after removing 5; best match for the first photo now: {best}")

@@ -8,8 +8,10 @@ The package follows one flowchart::
 :mod:`fusionrec.images` reads photos in every form; :mod:`fusionrec.traditional`
 holds the keypoint branch and :mod:`fusionrec.deep` the CNN branch;
 :mod:`fusionrec.fusion` combines them for classification and
-:mod:`fusionrec.search` for search by photo; :mod:`fusionrec.datasets` loads
-labelled photo folders and the bundled demo products.
+:mod:`fusionrec.search` for search by photo; :mod:`fusionrec.explanations`
+shows why a model or a search decided as it did; :mod:`fusionrec.files` saves and
+loads any of them without pickle (:func:`save`, :func:`load`); :mod:`fusionrec.datasets`
+loads labelled photo folders and the bundled demo products.
 """
 
 from importlib import import_module
@@ -25,6 +27,10 @@ _PUBLIC = {
     "ProductIndex": "fusionrec.search",
     "available_detectors": "fusionrec.traditional",
     "evaluate": "fusionrec.evaluation",
+    "load": "fusionrec.files",
+    "save": "fusionrec.files",
+    "explain": "fusionrec.explanations",
+    "explain_match": "fusionrec.explanations",
 }
 __all__ = [*sorted(_PUBLIC), "__version__"]
 

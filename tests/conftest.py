@@ -13,3 +13,12 @@ def demo():
 def demo_photo(demo):
     """Path of one real demo photo."""
     return demo.data[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_folder(tmp_path_factory):
+    """fusionrec's user cache folder (ONNX exports) in a temporary folder, for every test."""
+    folder = tmp_path_factory.mktemp("user-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FUSIONREC_CACHE", str(folder))
+        yield folder

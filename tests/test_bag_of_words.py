@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.metrics import pairwise_distances_argmin
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
@@ -49,11 +51,23 @@ def test_encodings_give_unit_float32_rows(photos, encoding, pyramid, width):
     assert names[0].startswith(encoding)
 
 
+def word_counts(bovw, photos):
+    """How many of each photo's descriptors lie nearest each visual word (scikit-learn's argmin)."""
+    centers = bovw.codebook_.centers
+    return np.array(
+        [
+            np.bincount(pairwise_distances_argmin(descriptors, centers), minlength=len(centers))
+            for _, descriptors in bovw.describe(photos)
+        ]
+    )
+
+
 def test_bovw_histogram_counts_the_nearest_words(photos):
     bovw = BagOfVisualWords(n_words=8, power_norm=False, max_side=160, random_state=0)
     row = bovw.fit(photos[:10]).transform(photos[:1])[0]
-    assert (row >= 0).all()
-    assert np.count_nonzero(row) > 1
+    [counts] = word_counts(bovw, photos[:1])
+    assert np.count_nonzero(counts) > 1
+    np.testing.assert_allclose(row, counts / np.linalg.norm(counts), rtol=1e-5)
 
 
 def test_photo_without_keypoints_gives_a_finite_zero_row(fitted, photos):
@@ -85,11 +99,13 @@ def test_joblib_round_trip_gives_identical_output(fitted, photos, tmp_path):
     np.testing.assert_array_equal(restored.transform(photos[:5]), fitted.transform(photos[:5]))
 
 
-def test_descriptor_sample_is_bounded(photos):
-    bovw = BagOfVisualWords(n_words=8, max_side=160, max_descriptors=300, random_state=0)
-    bovw.fit(photos)
-    assert bovw.n_descriptors_ <= 300 + len(photos)
-    assert bovw.n_descriptors_ >= 200
+def test_descriptor_sample_takes_an_equal_share_from_each_photo(photos):
+    bovw = BagOfVisualWords(n_words=8, max_side=160, max_descriptors=100, random_state=0)
+    bovw.fit(photos[:10])
+    share = 10  # of the 100, from each of the 10 photos; all a photo has if fewer
+    found = [len(descriptors) for _, descriptors in bovw.describe(photos[:10])]
+    assert bovw.n_descriptors_ == sum(min(count, share) for count in found) <= 100
+    assert max(found) > share  # the bound really cuts
 
 
 def test_unreadable_photo_raises_naming_its_position(fitted, photos):
@@ -113,7 +129,10 @@ def test_dropped_photo_leaves_a_nan_row_in_its_place(fitted, photos, on_error):
 
 def test_fit_skips_unreadable_photos(photos):
     bovw = BagOfVisualWords(n_words=8, max_side=160, on_error="skip", random_state=0)
-    assert bovw.fit([*photos[:5], "missing.jpg"]).n_descriptors_ > 8
+    skipping = bovw.fit([*photos[:3], "missing.jpg"])
+    readable_only = clone(bovw).fit(photos[:3])
+    assert skipping.n_descriptors_ == readable_only.n_descriptors_
+    np.testing.assert_array_equal(skipping.codebook_.centers, readable_only.codebook_.centers)
 
 
 def test_too_few_descriptors_is_a_clear_error():
@@ -156,14 +175,17 @@ def test_precomputed_with_mismatched_lengths_is_refused():
         BagOfVisualWords("precomputed", n_words=2).fit([np.ones((4, 3)), np.ones((4, 5))])
 
 
-def test_tfidf_reweights_histograms(photos):
-    plain = BagOfVisualWords(n_words=128, max_side=160, max_descriptors=3000, random_state=0)
-    weighted = clone(plain).set_params(tfidf=True).fit(photos)
-    plain.fit(photos)
-    assert weighted.codebook_.idf.shape == (128,)
-    assert (weighted.codebook_.idf >= 1.0).all()
-    assert weighted.codebook_.idf.max() > 1.5
-    assert not np.allclose(plain.transform(photos[:2]), weighted.transform(photos[:2]))
+def test_tfidf_weights_histograms_by_smoothed_inverse_document_frequency(photos):
+    """The vocabulary learns from every descriptor here, so its document frequencies are exact."""
+    bovw = BagOfVisualWords(n_words=128, max_side=160, tfidf=True, random_state=0)
+    weighted = bovw.fit(photos[:10])
+    counts = word_counts(weighted, photos[:10])
+    tfidf = TfidfTransformer(norm=None, smooth_idf=True).fit(counts)  # ln((1+n)/(1+df)) + 1
+    assert np.ptp(tfidf.idf_) > 0.1  # some words are rarer than others
+    np.testing.assert_allclose(weighted.codebook_.idf, tfidf.idf_, rtol=1e-6)
+    expected = np.sqrt(tfidf.transform(counts[:2]).toarray())  # power-normalised
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(weighted.transform(photos[:2]), expected, rtol=1e-5)
 
 
 def test_pca_shrinks_vlad(photos):

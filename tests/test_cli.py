@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from fusionrec import FusedClassifier, __version__
+import fusionrec
+from fusionrec import FusedClassifier, ProductIndex, __version__
 from fusionrec.cli import COMMANDS, main
 from fusionrec.cli.demo import demo_split
 from fusionrec.cli.errors import CommandError
@@ -42,7 +43,7 @@ def folders(tmp_path_factory, demo):
 @pytest.fixture(scope="module")
 def trained(folders, tmp_path_factory):
     """A fused model trained by the CLI with unreadable photos skipped, and its output."""
-    path = tmp_path_factory.mktemp("model") / "model.joblib"
+    path = tmp_path_factory.mktemp("model") / "model.fusionrec"
     out = io.StringIO()
     with redirect_stdout(out):
         status = main(["train", str(folders[0]), "-o", str(path), "--on-error", "skip", *TINY])
@@ -91,6 +92,8 @@ HELP = {
     "train": "--branch",
     "evaluate": "--report",
     "predict": "--top",
+    "convert": "NEW",
+    "explain": "--label",
 }
 REGISTERED = [module.__name__.rsplit(".", 1)[1] for module in COMMANDS]
 
@@ -115,7 +118,7 @@ def test_every_command_has_help(command, capsys):
 
 def test_option_values_are_checked_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["predict", "model.joblib", "photo.jpg", "--top", "0"])
+        main(["predict", "model.fusionrec", "photo.jpg", "--top", "0"])
     assert exit_info.value.code == 2
     assert "expected a whole number from 1 up; got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -153,12 +156,11 @@ def test_demo_compares_four_classifiers_and_writes_reports(tmp_path, capsys):
         row = next(line for line in lines if line.startswith(f"{name} "))
         scores = [float(value) for value in row[len(name) :].split()]
         assert len(scores) == 6
-        assert all(0 <= score <= 1 for score in scores[:4])
         folder = output / name.replace(" ", "-")
         report = json.loads((folder / "report.json").read_text())
         assert report["n_photos"] == 20
-        assert scores[0] == pytest.approx(report["accuracy"], abs=5e-4)
-        assert scores[3] == pytest.approx(report["macro_f1"], abs=5e-4)
+        columns = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+        assert scores[:4] == pytest.approx([report[column] for column in columns], abs=5e-4)
         assert summary[name]["accuracy"] == report["accuracy"]
         assert (folder / "confusion_matrix.png").read_bytes().startswith(PNG_MAGIC)
 
@@ -171,7 +173,7 @@ def test_train_saves_a_model_that_names_the_products(trained, folders):
     assert about["photos"] == 18
     assert f"left out unreadable photo: {folders[0] / 'Banana' / 'broken.jpg'}" in out
     assert "on 18 photos of 3 products" in out
-    plain = joblib.load(path)["model"]
+    plain = fusionrec.load(path)
     photos = sorted(str(photo) for photo in folders[1].rglob("*.jpg"))
     assert list(plain.predict(photos)) == list(model.predict(photos))
 
@@ -193,12 +195,14 @@ def test_predict_prints_label_and_probability_per_image(trained, folders, capsys
     photos = sorted(str(photo) for photo in folders[1].rglob("*.jpg"))[:4]
     assert main(["predict", str(trained[0]), *photos]) == 0
     lines = capsys.readouterr().out.splitlines()
-    expected = load(trained[0])[0].predict(photos)
+    model = load(trained[0])[0]
+    probabilities = model.predict_proba(photos)
+    labels = model.classes_[probabilities.argmax(axis=1)]
     assert len(lines) == len(photos)
-    for line, photo, label in zip(lines, photos, expected, strict=True):
+    for line, photo, label, row in zip(lines, photos, labels, probabilities, strict=True):
         image, predicted, probability = line.split()
         assert (image, predicted) == (photo, label)
-        assert 1 / len(PRODUCTS) <= float(probability) <= 1
+        assert float(probability) == pytest.approx(row.max(), abs=5e-4)  # printed to 3 places
 
 
 def test_predict_json_with_top_k(trained, folders, capsys):
@@ -215,34 +219,64 @@ def test_predict_json_with_top_k(trained, folders, capsys):
 
 
 def test_missing_model_file(capsys, demo_photo):
-    line = _fails(capsys, ["predict", "no-such-model.joblib", demo_photo])
-    assert "'no-such-model.joblib' does not exist" in line
+    line = _fails(capsys, ["predict", "no-such-model.fusionrec", demo_photo])
+    assert "'no-such-model.fusionrec' does not exist" in line
 
 
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (None, "cannot be unpickled"),  # a photo given where the model belongs
-        (b"", "cannot be unpickled"),
-        (b"model: fused\n", "cannot be unpickled"),
-        ({"weights": [1, 2]}, "holds a dict"),
-        (LogisticRegression(), "holds a LogisticRegression"),
-        ({"format": "fusionrec-index", "model": None}, "it is a fusionrec-index file"),
-        ({"format": "fusionrec-model", "version": 99, "model": None}, "format version 99"),
+        (None, "is not a fusionrec file"),  # a photo given where the model belongs
+        (b"", "is not a fusionrec file"),
+        (b"model: fused\n", "is not a fusionrec file"),
+        ({"weights": [1, 2]}, "is a pickle"),
+        (LogisticRegression(), "holds a LogisticRegression, not the FusedClassifier"),
+        (ProductIndex(), "holds a ProductIndex, not the FusedClassifier"),
     ],
-    ids=["photo", "empty", "text", "dict", "estimator", "index", "future-version"],
+    ids=["photo", "empty", "text", "pickle", "estimator", "index"],
 )
 def test_a_file_that_is_not_a_model(content, expected, tmp_path, capsys, demo_photo):
-    path = tmp_path / "model.joblib"
+    path = tmp_path / "model.fusionrec"
     if content is None:
         shutil.copy(demo_photo, path)
     elif isinstance(content, bytes):
         path.write_bytes(content)
-    else:
+    elif isinstance(content, dict):
         joblib.dump(content, path)
+    else:
+        fusionrec.save(content, path)
     line = _fails(capsys, ["predict", str(path), demo_photo])
     assert str(path) in line
     assert expected in line
+
+
+def test_a_pickled_model_opens_only_with_the_opt_in_or_once_converted(
+    trained, folders, tmp_path, capsys
+):
+    model, about = load(trained[0])
+    old = tmp_path / "model.joblib"
+    joblib.dump({"format": "fusionrec-model", "version": 1, "model": model, "about": about}, old)
+    photo = str(sorted(folders[1].rglob("*.jpg"))[0])
+    line = _fails(capsys, ["predict", str(old), photo])
+    assert "is a pickle" in line
+    assert f"fusionrec convert {old} NEW.fusionrec" in line
+    assert main(["predict", str(old), photo, "--allow-pickle"]) == 0
+    allowed = capsys.readouterr().out
+    new = tmp_path / "model.fusionrec"
+    assert main(["convert", str(old), str(new)]) == 0
+    assert f"to {new}: a FusedClassifier" in capsys.readouterr().out
+    assert load(new)[1] == about
+    assert main(["predict", str(new), photo]) == 0
+    assert capsys.readouterr().out == allowed
+
+
+def test_info_describes_a_model_file(trained, capsys):
+    assert main(["info", str(trained[0])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{trained[0]}: a FusedClassifier (model), fusionrec file format 1"
+    assert lines[1].startswith(f"  written by fusionrec {__version__} with numpy ")
+    assert "  photos: 18" in lines
+    assert f"  products: {', '.join(PRODUCTS)}" in lines
 
 
 def test_unreadable_image(trained, tmp_path, capsys):
@@ -259,14 +293,14 @@ def test_missing_image(trained, tmp_path, capsys):
 
 
 def test_unreadable_photo_stops_training_by_default(folders, tmp_path, capsys):
-    line = _fails(capsys, ["train", str(folders[0]), "-o", str(tmp_path / "m.joblib"), *TINY])
+    line = _fails(capsys, ["train", str(folders[0]), "-o", str(tmp_path / "m.fusionrec"), *TINY])
     assert "broken.jpg" in line
-    assert not (tmp_path / "m.joblib").exists()
+    assert not (tmp_path / "m.fusionrec").exists()
 
 
 def test_folder_without_class_subfolders(tmp_path, capsys, demo_photo):
     shutil.copy(demo_photo, tmp_path)
-    line = _fails(capsys, ["train", str(tmp_path), "-o", str(tmp_path / "m.joblib")])
+    line = _fails(capsys, ["train", str(tmp_path), "-o", str(tmp_path / "m.fusionrec")])
     assert f"{str(tmp_path)!r} holds no class sub-folders" in line
 
 
@@ -277,7 +311,7 @@ def test_missing_folder(trained, tmp_path, capsys):
 
 def test_traceback_flag_shows_the_error_itself(demo_photo):
     with pytest.raises(CommandError, match="does not exist"):
-        main(["--traceback", "predict", "no-such-model.joblib", demo_photo])
+        main(["--traceback", "predict", "no-such-model.fusionrec", demo_photo])
 
 
 def test_console_errors_are_one_line_without_traceback(tmp_path):
@@ -300,7 +334,9 @@ def test_help_does_not_load_pytorch():
         "import sys\n"
         "from fusionrec.cli import build_parser\n"
         "parser = build_parser()\n"
-        "for command in ('train', 'index', 'demo', 'evaluate', 'predict', 'search', 'info'):\n"
+        "for command in ('train', 'index', 'demo', 'evaluate', 'predict', 'explain', 'search',"
+        " 'info',"
+        " 'convert'):\n"
         "    parser.parse_known_args([command, 'x', 'y'])\n"
         "sys.exit('torch' in sys.modules)\n"
     )

@@ -49,8 +49,9 @@ def test_the_pages_have_python_blocks():
 @pytest.mark.parametrize(
     "page", [page for page in PAGES if python_blocks(page)], ids=lambda page: page.name
 )
-def test_python_blocks_run_as_written(page, photo_folder, monkeypatch):
-    monkeypatch.chdir(photo_folder)
+def test_python_blocks_run_as_written(page, photo_folder, tmp_path, monkeypatch):
+    own_folder = shutil.copytree(photo_folder, tmp_path / "photos")  # pages write files here
+    monkeypatch.chdir(own_folder)
     namespace: dict = {"__name__": f"snippets_of_{page.stem}"}
     for number, block in enumerate(python_blocks(page), start=1):
         try:

@@ -16,7 +16,16 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 GUIDE = DOCS / "guide.md"
 # The packages of the flowchart, each with a section in the API reference.
-PACKAGES = ("images", "datasets", "traditional", "deep", "fusion", "search", "serve")
+PACKAGES = (
+    "images",
+    "datasets",
+    "traditional",
+    "deep",
+    "fusion",
+    "search",
+    "explanations",
+    "serve",
+)
 # The pages whose measured numbers the guide may quote.
 MEASURED = ("benchmarks.md", "traditional.md", "deep.md", "fusion.md")
 

@@ -4,12 +4,13 @@ Runs use one torch thread: on a shared two-core machine, two intra-op
 threads were up to ten times slower in measurement when the cores were busy.
 """
 
+import copy
+
 import joblib
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from torch.nn import functional
 
@@ -85,12 +86,16 @@ def small_cnn_result(gray_demo):
 
 
 def test_augmentation_shape_dtype_and_normalisation():
-    photo = np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)
-    out = Augmentation()(photo, SMALL_LITE, np.random.default_rng(1))
+    """A photo of one colour stays that colour, normalised with each channel's own mean and std."""
+    prepare = Preprocessing(resize=112, crop=96, mean=(0.2, 0.4, 0.6), std=(0.5, 0.25, 0.125))
+    photo = np.empty((120, 90, 3), dtype=np.uint8)
+    photo[:] = (255, 0, 51)  # 1.0, 0.0 and 0.2 of full scale
+    out = Augmentation(brightness=0, contrast=0)(photo, prepare, np.random.default_rng(1))
     assert out.shape == (3, 96, 96)
     assert out.dtype == torch.float32
-    assert float(out.min()) >= -1.0
-    assert float(out.max()) <= 1.0
+    expected = [(1.0 - 0.2) / 0.5, (0.0 - 0.4) / 0.25, (0.2 - 0.6) / 0.125]  # 1.6, -1.6, -3.2
+    for channel, value in zip(out, expected, strict=True):
+        np.testing.assert_allclose(channel.numpy(), value, atol=1e-5)
 
 
 def test_augmentation_is_reproducible_and_varies_with_the_seed(demo_photo):
@@ -121,16 +126,26 @@ def test_augmentation_never_shifts_hue():
         assert torch.equal(out[1], out[2])
 
 
-def test_crop_box_stays_inside_and_respects_the_scale():
+def test_crop_box_stays_inside_and_draws_its_area_and_ratio_from_their_ranges():
+    augment = Augmentation(scale=(0.5, 0.9))  # ratio (3/4, 4/3)
+    rng = np.random.default_rng(0)
+    areas = []
+    for _ in range(200):
+        top, left, height, width = augment.crop_box(200, 300, rng)
+        assert 0 <= top <= top + height <= 200
+        assert 0 <= left <= left + width <= 300
+        areas.append(height * width / (200 * 300))
+        assert 3 / 4 - 0.02 <= width / height <= 4 / 3 + 0.02  # sides are whole pixels
+    assert 0.5 - 0.02 <= min(areas) < 0.55  # the whole range is drawn from
+    assert 0.85 < max(areas) <= 0.9 + 0.02
+
+
+def test_crop_box_falls_back_to_the_largest_centred_crop_when_no_draw_fits():
+    """A 60 x 200 strip holds no crop of half its area with a ratio of at most 4/3."""
     augment = Augmentation(scale=(0.5, 0.9))
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        top, left, height, width = augment.crop_box(60, 200, rng)
-        assert top >= 0
-        assert left >= 0
-        assert top + height <= 60
-        assert left + width <= 200
-        assert height * width <= 0.9 * 60 * 200 * 1.05
+    boxes = {augment.crop_box(60, 200, rng) for _ in range(20)}
+    assert boxes == {(0, 60, 60, 80)}  # 60 high, 60 * 4/3 wide, centred: (200 - 80) / 2 left
 
 
 @pytest.mark.parametrize(
@@ -224,7 +239,6 @@ def test_frozen_units_stay_unchanged_and_trainable_ones_learn(lite0, lite0_resul
 def test_tuned_network_is_an_embedding_network(lite0_result):
     network = lite0_result.network
     assert not network.training
-    assert next(network.parameters()).device.type == "cpu"
     with torch.inference_mode():
         assert network(torch.zeros(2, 3, 96, 96)).shape == (2, 1280)
     assert lite0_result.head[-1].out_features == 10
@@ -270,6 +284,9 @@ def test_early_stopping_keeps_the_best_epoch(gray_demo):
 
 def test_continuing_grows_the_head_for_new_classes(gray_demo, small_cnn_result):
     images, labels = gray_demo
+    before = {
+        name: tensor.clone() for name, tensor in small_cnn_result.network.state_dict().items()
+    }
     shifted = np.where(labels == 9, 10, labels)  # a class the head has not seen
     settings = FineTuning(epochs=1, trainable_blocks=1, batch_size=16, validation_fraction=0)
     result = fine_tune(
@@ -284,11 +301,12 @@ def test_continuing_grows_the_head_for_new_classes(gray_demo, small_cnn_result):
     )
     old, new = small_cnn_result.head[-1], result.head[-1]
     assert new.out_features == 11
-    before = small_cnn_result.network.state_dict()
-    assert torch.equal(
-        before["blocks.0.0.weight"], result.network.state_dict()["blocks.0.0.weight"]
-    )
+    after = result.network.state_dict()
+    assert torch.equal(before["blocks.0.0.weight"], after["blocks.0.0.weight"])  # frozen
+    assert not torch.equal(before["blocks.2.0.weight"], after["blocks.2.0.weight"])  # trained
     assert not torch.equal(old.weight, new.weight[:10])
+    for name, tensor in small_cnn_result.network.state_dict().items():  # the fixture is unchanged
+        assert torch.equal(tensor, before[name]), name
 
 
 def test_labels_must_be_class_indices(gray_demo):
@@ -413,11 +431,18 @@ def test_warm_start_continues_from_the_tuned_network_and_grows_the_head(demo, ha
     assert len(embedder.fine_tuning_history_.epochs) == 1
     # only the head trained this time, so the network is still the first run's
     np.testing.assert_array_equal(embedder.transform(held_out[:4]), tuned_rows)
-    restarted = clone(embedder).set_params(warm_start=False).fit(photos, names)
+
+
+def test_warm_start_false_restarts_from_the_pretrained_network(demo, halves, tuned):
+    (photos, labels), (held_out, _) = halves
+    names = np.asarray(demo.target_names, dtype=object)[labels]
+    embedder = copy.deepcopy(tuned)  # fine-tuned already, so it could continue: it must not
     pretrained = CNNEmbedder(preprocessing=SMALL_LITE, runtime="torch").fit(held_out)
-    np.testing.assert_allclose(
-        restarted.transform(held_out[:4]), pretrained.transform(held_out[:4]), atol=1e-5
-    )
+    pretrained_rows = pretrained.transform(held_out[:4])
+    assert not np.allclose(embedder.transform(held_out[:4]), pretrained_rows, atol=1e-3)
+    head_only = FineTuning(epochs=1, trainable_blocks=0, validation_fraction=0, batch_size=16)
+    embedder.set_params(warm_start=False, fine_tune=head_only).fit(photos, names)
+    np.testing.assert_allclose(embedder.transform(held_out[:4]), pretrained_rows, atol=1e-5)
 
 
 def test_warm_start_without_a_fitted_network_fits_from_the_start(demo, halves):

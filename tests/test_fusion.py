@@ -3,17 +3,22 @@
 import joblib
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedKFold,
+    cross_val_predict,
+    train_test_split,
+)
 from sklearn.svm import LinearSVC
 
 from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier, FusedFeatures
 from fusionrec.features import Branch
 from fusionrec.fusion.features import normalise_blocks
-from fusionrec.fusion.row_space import fit_in_row_space
 from fusionrec.images import UnreadableImageWarning, unreadable_rows
 
 SMALL_TRADITIONAL = BagOfVisualWords(
@@ -34,6 +39,13 @@ def memory(tmp_path_factory):
 
 def model(memory, **params):
     return FusedClassifier(traditional=SMALL_TRADITIONAL, memory=memory, random_state=0, **params)
+
+
+@pytest.fixture(scope="module")
+def late(split, memory):
+    """A late-fused model of the training photos; tests only read it."""
+    train, _, y_train, _ = split
+    return model(memory, fusion="late").fit(train, y_train)
 
 
 @pytest.mark.parametrize(
@@ -57,13 +69,65 @@ def test_every_branch_and_fusion_classifies_the_demo(split, memory, branch, fusi
     )
 
 
-def test_late_fusion_learns_a_weight_and_has_no_decision_function(split, memory):
+def held_out_log_probabilities(fitted, photos, target):
+    """Each branch's log-probabilities for each photo from a classifier fitted on the other folds.
+
+    Computed with scikit-learn alone, on the fitted model's own features, with the folds
+    ``FusedClassifier`` documents for late fusion: five stratified, shuffled by ``random_state``.
+    """
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    blocks = fitted.features_.transform_blocks(photos)
+    return [
+        np.log(
+            cross_val_predict(
+                LogisticRegression(C=10.0, max_iter=3000, random_state=0),
+                fitted.features_.fuse({name: blocks[name]}),
+                target,
+                cv=folds,
+                method="predict_proba",
+            )
+        )
+        for name in ("traditional", "deep")
+    ]
+
+
+def log_softmax(scores):
+    return scores - logsumexp(scores, axis=1, keepdims=True)
+
+
+def test_late_fusion_picks_the_weight_that_classifies_held_out_photos_best(split, late):
     train, _, y_train, _ = split
-    late = model(memory, fusion="late").fit(train, y_train)
-    assert 0.0 <= late.late_weight_ <= 1.0
+    target = np.searchsorted(late.classes_, y_train)
+    traditional, deep = held_out_log_probabilities(late, train, target)
+    scores = {}  # weight -> (held-out accuracy, held-out log-likelihood), ties go to the latter
+    for weight in np.linspace(0.0, 1.0, 21):
+        combined = log_softmax(weight * traditional + (1 - weight) * deep)
+        accuracy = np.mean(combined.argmax(axis=1) == target)
+        scores[weight] = (accuracy, combined[np.arange(len(target)), target].mean())
+    best = max(scores, key=scores.get)
+    assert 0.0 < best < 1.0  # the case is not trivial: both branches count
+    assert late.late_weight_ == pytest.approx(best)
+
+
+def test_late_fusion_predicts_with_its_weighted_log_probabilities(split, late):
+    test = split[1]
+    blocks = late.features_.transform_blocks(test[:5])
+    traditional, deep = (
+        np.log(late.classifiers_[name].predict_proba(late.features_.fuse({name: blocks[name]})))
+        for name in ("traditional", "deep")
+    )
+    weight = late.late_weight_
+    expected = np.exp(log_softmax(weight * traditional + (1 - weight) * deep))
+    np.testing.assert_allclose(late.predict_proba(test[:5]), expected, rtol=1e-6)
+
+
+def test_only_early_fusion_has_a_decision_function(split, memory, late):
+    train, test, y_train, _ = split
     assert not hasattr(late, "decision_function")
     early = model(memory).fit(train, y_train)
-    assert early.decision_function(train[:3]).shape == (3, 10)
+    scores = early.decision_function(test[:5])
+    assert scores.shape == (5, 10)
+    np.testing.assert_array_equal(early.classes_[scores.argmax(axis=1)], early.predict(test[:5]))
 
 
 def test_integer_labels_and_a_classifier_without_probabilities(split, memory, demo):
@@ -84,14 +148,13 @@ def test_probabilities_from_blocks_extracted_once_equal_predict_proba(split, mem
     )
 
 
-def test_joblib_round_trip_and_determinism(split, memory, tmp_path):
+def test_joblib_round_trip_and_determinism(split, memory, late, tmp_path):
     train, test, y_train, _ = split
-    fitted = model(memory, fusion="late").fit(train, y_train)
-    joblib.dump(fitted, tmp_path / "model.joblib")
+    joblib.dump(late, tmp_path / "model.joblib")
     restored = joblib.load(tmp_path / "model.joblib")
-    np.testing.assert_array_equal(restored.predict_proba(test), fitted.predict_proba(test))
+    np.testing.assert_array_equal(restored.predict_proba(test), late.predict_proba(test))
     again = model(memory, fusion="late").fit(train, y_train)
-    np.testing.assert_array_equal(again.predict_proba(test), fitted.predict_proba(test))
+    np.testing.assert_array_equal(again.predict_proba(test), late.predict_proba(test))
 
 
 @pytest.fixture
@@ -259,11 +322,8 @@ def test_early_fusion_weights_the_blocks_as_fused_features_do(split, memory, blo
     train, test, y_train, _ = split
     fitted = model(memory, block_weights=block_weights).fit(train, y_train)
     features = FusedFeatures(SMALL_TRADITIONAL, block_weights=block_weights, memory=memory)
-    expected = fit_in_row_space(  # as FusedClassifier solves it: the same optimum, faster
-        LogisticRegression(C=10.0, max_iter=3000),
-        features.fit_transform(train),
-        fitted._encoder.transform(y_train),
-    )
+    # the documented default classifier, fitted plainly by scikit-learn on FusedFeatures' output
+    expected = LogisticRegression(C=10.0, max_iter=3000).fit(features.fit_transform(train), y_train)
     np.testing.assert_allclose(
         fitted.decision_function(test[:5]),
         expected.decision_function(features.transform(test[:5])),

@@ -17,6 +17,7 @@ LAYERS = {
     "_choices": 0,
     "_parallel": 0,
     "_pickling": 0,
+    "_storage": 0,
     "_vectors": 0,
     "images": 1,
     "_validation": 2,
@@ -27,7 +28,9 @@ LAYERS = {
     "features": 4,
     "fusion": 5,
     "search": 6,
-    "serve": 7,
+    "files": 7,
+    "explanations": 7,
+    "serve": 8,
     "cli": 9,
     "__main__": 10,
 }

@@ -152,9 +152,9 @@ def test_late_fusion_shares_are_each_branch_probabilities_and_weight(catalogue, 
     assert shares["fusion"] == "late"
     assert shares["weights"]["traditional"] == pytest.approx(late.late_weight_, abs=1e-4)
     assert sum(shares["weights"].values()) == pytest.approx(1.0)
-    for branch in ("traditional", "deep"):
-        assert len(shares["probabilities"][branch]) == 2
-        assert all(0 <= p <= 1 for p in shares["probabilities"][branch])
+    for branch, weight in shares["weights"].items():
+        expected = weight * np.log(shares["probabilities"][branch])
+        assert shares["scores"][branch] == pytest.approx(expected, abs=1e-3)
 
 
 def test_health_says_what_the_server_offers(client, catalogue):

@@ -7,7 +7,7 @@ import pytest
 from fusionrec import BagOfVisualWords, available_detectors
 from fusionrec.images import load_image
 from fusionrec.traditional import DetectorUnavailableError
-from fusionrec.traditional.detectors import DETECTORS, make_detector
+from fusionrec.traditional.detectors import DETECTORS, _at_half_resolution, make_detector
 
 ALWAYS_ON_PYPI = [
     "sift",
@@ -46,12 +46,17 @@ def test_each_detector_describes_a_real_photo(gray, name):
         assert features.descriptor_size % 8 == 0
 
 
-def test_surf_is_usable_exactly_when_the_build_has_it(demo_photo):
-    if "surf" in available_detectors():
-        assert (
-            BagOfVisualWords("surf", n_words=4).fit([demo_photo] * 2).transform([demo_photo]).shape
-        )
-        return
+SURF_BUILT = "surf" in available_detectors()
+
+
+@pytest.mark.skipif(not SURF_BUILT, reason="this OpenCV build has no SURF (patented, NONFREE)")
+def test_surf_describes_photos_when_the_build_has_it(demo_photo):
+    bovw = BagOfVisualWords("surf", n_words=4).fit([demo_photo] * 2)
+    assert bovw.transform([demo_photo]).shape == (1, 4)
+
+
+@pytest.mark.skipif(SURF_BUILT, reason="this OpenCV build has SURF")
+def test_surf_is_a_clear_error_when_the_build_lacks_it(demo_photo):
     with pytest.raises(DetectorUnavailableError) as caught:
         BagOfVisualWords(detector="surf", n_words=4).fit([demo_photo])
     message = str(caught.value)
@@ -104,18 +109,50 @@ def test_opponent_rootsift_tells_colours_apart_where_rootsift_cannot():
     assert not np.allclose(red[1][:, 128:], green[1][:, 128:], atol=0.05)
 
 
-def test_dense_sift_describes_the_whole_grid(gray):
+def test_dense_sift_describes_the_whole_grid():
+    """On a 64 x 48 image, 16 px apart, centres at least half the keypoint size from the edges."""
+    image = np.random.default_rng(0).integers(0, 256, (48, 64), dtype=np.uint8)
     features = make_detector("dense-sift", dense_step=16, dense_scales=(16.0,))
-    positions, descriptors = features.describe(gray)
-    per_axis = len(np.arange(8, gray.shape[0] - 8 + 1, 16))
-    assert len(descriptors) == per_axis * per_axis
-    assert positions[:, 0].max() - positions[:, 0].min() > 0.8
+    positions, descriptors = features.describe(image)
+    grid = [(x / 64, y / 48) for y in (8, 24, 40) for x in (8, 24, 40, 56)]
+    np.testing.assert_allclose(positions, grid, atol=1e-6)
+    assert descriptors.shape == (12, 128)
+    two_sizes = make_detector("dense-sift", dense_step=16, dense_scales=(16.0, 8.0))
+    assert len(two_sizes.describe(image)[0]) == 2 * 12  # each grid point at each size
 
 
-@pytest.mark.parametrize("name", ["sift", "orb"])
-def test_max_keypoints_keeps_the_strongest(gray, name):
+def opencv_detector(factory_name):
+    """OpenCV's own detector, from cv2 or cv2.xfeatures2d (OpenCV 4 and 5 differ)."""
+    for namespace in (cv2, getattr(cv2, "xfeatures2d", None)):
+        if hasattr(namespace, factory_name):
+            return getattr(namespace, factory_name)()
+    raise AssertionError(f"cv2 has no {factory_name}")
+
+
+def sorted_rows(points):
+    points = np.asarray(points, dtype=np.float64)
+    return points[np.lexsort(points.T[::-1])]
+
+
+@pytest.mark.parametrize(
+    ("name", "factory_name"),
+    [("sift", "SIFT_create"), ("akaze", "AKAZE_create"), ("brisk", "BRISK_create")],
+)
+def test_max_keypoints_keeps_the_strongest(gray, name, factory_name):
+    """The 25 keypoints of highest response among all that OpenCV's detector finds."""
     positions, _ = make_detector(name, max_keypoints=25).describe(gray)
-    assert 0 < len(positions) <= 25
+    keypoints, _ = opencv_detector(factory_name).detectAndCompute(gray, None)
+    assert len(keypoints) > 25
+    strongest = sorted(keypoints, key=lambda keypoint: -keypoint.response)[:25]
+    height, width = gray.shape
+    expected = [(kp.pt[0] / width, kp.pt[1] / height) for kp in strongest]
+    np.testing.assert_allclose(sorted_rows(positions), sorted_rows(expected), atol=1e-6)
+
+
+def test_max_keypoints_bounds_orb(gray):
+    """ORB shares its keypoints out among pyramid levels, so they need not be the strongest."""
+    assert len(make_detector("orb").describe(gray)[0]) > 25
+    assert 0 < len(make_detector("orb", max_keypoints=25).describe(gray)[0]) <= 25
 
 
 @pytest.mark.parametrize("name", ALWAYS_ON_PYPI)
@@ -131,3 +168,41 @@ def test_blank_image_gives_empty_but_well_shaped_arrays(name):
 def test_unknown_detector_lists_the_choices():
     with pytest.raises(ValueError, match="unknown detector 'fast'"):
         make_detector("fast")
+
+
+def test_colour_described_at_half_resolution_stays_close_to_full_resolution(demo):
+    """OpenCV's own full-resolution description of the colour channels is the reference."""
+    sift = cv2.SIFT_create(nfeatures=5000)
+    similarities = []
+    for path in demo.data[::15]:
+        rgb = load_image(path)
+        keypoints, _ = sift.detectAndCompute(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None)
+        signed = rgb.astype(np.int16)
+        channels = (
+            (signed[..., 0] - signed[..., 1]) // 2 + 128,
+            (signed[..., 0] + signed[..., 1] - 2 * signed[..., 2]) // 4 + 128,
+        )
+        _, described = make_detector("opponent-rootsift", max_keypoints=5000).describe(rgb)
+        assert len(described) == len(keypoints) < 5000  # the same keypoints, in OpenCV's order
+        for block, channel in enumerate(channels, start=1):
+            reference = np.sqrt(sift.compute(channel.astype(np.uint8), keypoints)[1])
+            halved = described[:, 128 * block : 128 * (block + 1)]
+            norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(halved, axis=1)
+            similarities.append(np.sum(reference * halved, axis=1)[norms > 0] / norms[norms > 0])
+    assert np.mean(np.concatenate(similarities)) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("octave", "layer", "expected_octave"), [(2, 1, 1), (0, 3, -1), (-1, 2, -1)]
+)
+def test_a_keypoint_at_half_resolution_moves_one_octave_up_but_not_past_the_finest(
+    octave, layer, expected_octave
+):
+    packed = (layer << 8) | (octave & 0xFF)
+    halved = _at_half_resolution(cv2.KeyPoint(100.0, 60.0, 12.0, 30.0, 0.5, packed))
+    signed = halved.octave & 0xFF
+    assert (signed - 256 if signed >= 128 else signed) == expected_octave
+    assert (halved.octave >> 8) & 0xFF == layer
+    assert halved.pt == (50.0, 30.0)
+    assert halved.size == 6.0
+    assert halved.angle == 30.0

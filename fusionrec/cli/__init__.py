@@ -13,20 +13,22 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import demo, evaluate, index, info, predict, search, serve, train
+from . import convert, demo, evaluate, explain, index, info, predict, search, serve, train
 from .errors import report_error
 
-COMMANDS = (info, demo, train, evaluate, predict, index, search, serve)
+COMMANDS = (info, demo, train, evaluate, predict, explain, index, search, serve, convert)
 
 _EPILOG = """\
 quick start:
-  fusionrec demo                                 compare branches on the bundled photos
-  fusionrec train photos/ -o model.joblib        one sub-folder of photos per product
-  fusionrec evaluate model.joblib test-photos/ --report report/
-  fusionrec predict model.joblib new.jpg --top 3
-  fusionrec index catalogue/ -o index.joblib     every photo under catalogue/, for search
-  fusionrec search index.joblib shopper.jpg -k 5
-  fusionrec serve index.joblib                   search by photo over HTTP, page at /
+  fusionrec demo                                    compare branches on the bundled photos
+  fusionrec train photos/ -o model.fusionrec        one sub-folder of photos per product
+  fusionrec evaluate model.fusionrec test-photos/ --report report/
+  fusionrec predict model.fusionrec new.jpg --top 3
+  fusionrec explain model.fusionrec new.jpg -o why.png  why that product, drawn
+  fusionrec index catalogue/ -o index.fusionrec     every photo under catalogue/, for search
+  fusionrec search index.fusionrec shopper.jpg -k 5
+  fusionrec serve index.fusionrec                   search by photo over HTTP, page at /
+  fusionrec convert model.joblib model.fusionrec    a pickle of an earlier fusionrec, rewritten
 
 Run 'fusionrec COMMAND --help' for a command's options."""
 

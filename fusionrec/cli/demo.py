@@ -103,7 +103,6 @@ def demo_split(test_size: float, seed: int, per_product: int | None = None) -> l
 def run(args: argparse.Namespace) -> int:
     """Train the four classifiers, print the comparison, write the reports."""
     split = demo_split(args.test_size, args.seed, args.per_product)
-    n_photos = len(split[0]) + len(split[1])
     say = _progress(args.quiet)
     say(
         f"{len(split[0])} training and {len(split[1])} test photos of"
@@ -116,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
             say(f"[{step}/{len(MODELS)}] {model_name(branch, fusion)}")
             model = build_classifier(
                 args,
-                n_photos,
                 branch=branch,
                 fusion=fusion,
                 memory=cache,

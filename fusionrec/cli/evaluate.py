@@ -10,7 +10,7 @@ import numpy as np
 from ..datasets import load_image_folder
 from ..evaluation import EvaluationReport, evaluate
 from . import model_file
-from .options import add_verbose_option, prepare_to_predict
+from .options import add_allow_pickle_option, add_verbose_option, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Predict every photo in FOLDER (one sub-folder per product, as for"
         " 'fusionrec train') with MODEL and print accuracy, macro and per-product precision,"
         " recall and F1. With --report, also write report.json and confusion_matrix.png.",
-        epilog="example: fusionrec evaluate model.joblib test-photos/ --report report/",
+        epilog="example: fusionrec evaluate model.fusionrec test-photos/ --report report/",
     )
     parser.add_argument("model", metavar="MODEL", help="model file from 'fusionrec train'")
     parser.add_argument("folder", metavar="FOLDER", help="folder of product sub-folders")
@@ -30,17 +30,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="write report.json and confusion_matrix.png into DIR (created if needed)",
     )
+    add_allow_pickle_option(parser)
     add_verbose_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Predict the folder's photos and print how well the model did."""
-    model, _ = model_file.load(args.model)
+    model, _ = model_file.load(args.model, allow_pickle=args.allow_pickle)
     photos = load_image_folder(args.folder)
     truth = np.asarray(photos.target_names, dtype=object)[photos.target]
     model.set_params(on_error="raise")
-    prepare_to_predict(model, len(photos.data), args.verbose)
+    show_progress(model, args.verbose)
     report = evaluate(truth, model.predict(photos.data), output_dir=args.report)
     print(f"{report.n_photos} photos of {len(photos.target_names)} products in {args.folder}")
     unknown = sorted(set(photos.target_names) - set(model.classes_))

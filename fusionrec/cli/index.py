@@ -14,6 +14,7 @@ from ..datasets import IMAGE_EXTENSIONS, photos_below
 from . import model_file
 from .errors import CommandError
 from .options import (
+    add_allow_pickle_option,
     add_feature_options,
     add_output_options,
     add_run_options,
@@ -30,11 +31,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Extract the features of every photo under FOLDER (sub-folders included)"
         " and save a search index that 'fusionrec search' reads. Each photo's id is its path"
         " relative to FOLDER.",
-        epilog="examples: fusionrec index catalogue/ -o index.joblib --rerank;"
-        " fusionrec index catalogue/ -o index.joblib --deep-from tuned.joblib",
+        epilog="examples: fusionrec index catalogue/ -o index.fusionrec --rerank;"
+        " fusionrec index catalogue/ -o index.fusionrec --deep-from tuned.fusionrec",
     )
     parser.add_argument("folder", metavar="FOLDER", help="folder of catalogue photos")
-    add_output_options(parser, "index.joblib", "index")
+    add_output_options(parser, "index.fusionrec", "index")
     parser.add_argument(
         "--branch",
         choices=("deep", "traditional", "fused"),
@@ -62,6 +63,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="embed with the CNN of a model file that 'fusionrec train' wrote (one trained"
         " with --fine-tune, say) instead of a fresh one",
     )
+    add_allow_pickle_option(parser)
     add_run_options(parser)
     add_verbose_option(parser)
     parser.set_defaults(run=run)
@@ -83,7 +85,7 @@ def trained_network(args: argparse.Namespace) -> FrozenEstimator:
     """The fitted CNN of the model file ``--deep-from`` names, to be used as it is."""
     if args.backbone or args.weights:
         raise CommandError("--deep-from brings its own CNN: leave out --backbone and --weights")
-    model, _ = model_file.load(args.deep_from)
+    model, _ = model_file.load(args.deep_from, allow_pickle=args.allow_pickle)
     if "deep" not in model.features_.branches_:
         raise CommandError(
             f"{args.deep_from} classifies by keypoints alone: it has no CNN to search with"
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     photos = photos_under(args.folder)
     ids = [path.relative_to(args.folder).as_posix() for path in photos]
-    features = extractors(args, len(photos))
+    features = extractors(args)
     if args.deep_from:
         features["deep"] = trained_network(args)
     index = ProductIndex(

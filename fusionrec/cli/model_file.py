@@ -1,9 +1,10 @@
-"""How the console script stores what it trains: a labelled dictionary in a joblib file.
+"""How the console script stores what it trains: a fusionrec file, with facts about it.
 
-A file holds ``{"format": "fusionrec-model", "version": 1, "fusionrec": <version>,
-"model": <fitted estimator>, "about": {...}}``, so in Python
-``joblib.load(path)["model"]`` gives the estimator back. Loading unpickles the file, and
-unpickling can run code: load only files you made or trust.
+``train`` and ``index`` write what :func:`fusionrec.save` writes (see ``docs/files.md``),
+with ``about`` facts: the photo folder, the number of photos, the products. So in Python
+``fusionrec.load(path)`` gives the estimator back. Opening such a file runs no code from
+it. Files written before this format are pickles: the commands open one only with
+``--allow-pickle``, and ``fusionrec convert`` rewrites it once in the new format.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import joblib
-
-from .. import __version__
-from .._pickling import moved_modules_resolved
 from .errors import CommandError
 
-FORMAT_VERSION = 1
+HOLDS = {"model": "FusedClassifier", "index": "ProductIndex"}
+"""What each kind of file holds, and which command writes it."""
+WRITTEN_BY = {"model": "fusionrec train", "index": "fusionrec index"}
 
 
 def save(estimator: Any, path: str | os.PathLike, kind: str = "model", **about: Any) -> Path:
@@ -30,7 +29,8 @@ def save(estimator: Any, path: str | os.PathLike, kind: str = "model", **about: 
     path : str or path
         The file to write; its folder is created if needed.
     kind : str, default="model"
-        What the file holds, checked by :func:`load` (e.g. ``"model"``, ``"index"``).
+        What the file holds, checked by :func:`load`: ``"model"`` (a
+        FusedClassifier) or ``"index"`` (a ProductIndex).
     **about
         Facts worth showing later (the photo folder, the number of photos, ...).
 
@@ -38,52 +38,44 @@ def save(estimator: Any, path: str | os.PathLike, kind: str = "model", **about: 
     -------
     pathlib.Path
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": f"fusionrec-{kind}",
-        "version": FORMAT_VERSION,
-        "fusionrec": __version__,
-        "model": estimator,
-        "about": about,
-    }
-    joblib.dump(payload, path)
-    return path
+    from .. import files  # PyTorch loads when a command needs it, not for --help
+
+    if files.kind_of(estimator) != kind:
+        raise CommandError(f"a {type(estimator).__name__} is not a {kind}")
+    return files.save(estimator, path, about=about)
 
 
-def load(path: str | os.PathLike, kind: str = "model") -> tuple[Any, dict]:
+def load(
+    path: str | os.PathLike, kind: str = "model", *, allow_pickle: bool = False
+) -> tuple[Any, dict]:
     """Read a file written by :func:`save`; return the estimator and its ``about`` facts.
+
+    Parameters
+    ----------
+    path : str or path
+    kind : {"model", "index"}, default="model"
+    allow_pickle : bool, default=False
+        Also open a pickle written by an earlier fusionrec (which runs any code it holds).
 
     Raises
     ------
     CommandError
-        If ``path`` is missing, a folder, or not a fusionrec file of this ``kind``.
+        If ``path`` is missing, a folder, or holds no estimator of this ``kind``.
+    fusionrec.files.ModelFileError
+        If it is not a fusionrec file, is damaged, hostile, newer, or a pickle
+        without ``allow_pickle``; the message says what to do.
     """
+    from .. import files
+
     path = Path(path)
     if not path.is_file():
         reason = "is a folder" if path.is_dir() else "does not exist"
         raise CommandError(f"{kind} file {str(path)!r} {reason}")
-    try:
-        with moved_modules_resolved():
-            payload = joblib.load(path)
-    except Exception as error:  # any bytes can reach the unpickler: every failure means the same
+    loaded = files.load_file(path, allow_pickle=allow_pickle)
+    holds = type(loaded.estimator).__name__
+    if holds != HOLDS[kind]:
         raise CommandError(
-            f"{str(path)!r} is not a fusionrec {kind} file (it cannot be unpickled: "
-            f"{type(error).__name__}: {error})"
-        ) from error
-    return _checked(payload, path, kind)
-
-
-def _checked(payload: Any, path: Path, kind: str) -> tuple[Any, dict]:
-    expected = f"fusionrec-{kind}"
-    found = payload.get("format") if isinstance(payload, dict) else None
-    if found != expected or "model" not in payload:
-        holds = f"is a {found} file" if found else f"holds a {type(payload).__name__}"
-        raise CommandError(f"{str(path)!r} is not a {expected} file: it {holds}")
-    if payload.get("version") != FORMAT_VERSION:
-        raise CommandError(
-            f"{str(path)!r} is a {expected} file of format version {payload.get('version')!r}, "
-            f"written by fusionrec {payload.get('fusionrec')}; this fusionrec "
-            f"({__version__}) reads version {FORMAT_VERSION}"
+            f"{str(path)!r} is not a fusionrec {kind} file: it holds a {holds}, not the "
+            f"{HOLDS[kind]} that '{WRITTEN_BY[kind]}' writes"
         )
-    return payload["model"], dict(payload.get("about", {}))
+    return loaded.estimator, loaded.about

@@ -8,11 +8,6 @@ from typing import Any
 
 from ..traditional import DETECTORS, ENCODINGS
 
-# Exporting the CNN to ONNX costs one pause per run (26 s on two busy cores, where PyTorch
-# embedded 150 demo photos in 21 s and ONNX Runtime in 8 s): it pays off from about 300 photos.
-ONNX_FROM_PHOTOS = 300
-
-
 # Feature options and the extractor parameter each one sets.
 TRADITIONAL_OPTIONS = {
     "detector": "detector",
@@ -77,8 +72,8 @@ def add_output_options(parser: argparse.ArgumentParser, default: str, what: str)
         "--output",
         default=default,
         metavar=what.upper(),
-        help=f"{what} file to write (default: %(default)s). It is a pickle: share it only with"
-        " people who trust you",
+        help=f"{what} file to write (default: %(default)s): a fusionrec file, which opens without"
+        " running any code from it",
     )
     parser.add_argument(
         "--on-error",
@@ -86,6 +81,17 @@ def add_output_options(parser: argparse.ArgumentParser, default: str, what: str)
         default="raise",
         help="an unreadable photo stops the run (raise) or is left out and named (skip)"
         " (default: %(default)s)",
+    )
+
+
+def add_allow_pickle_option(parser: argparse.ArgumentParser) -> None:
+    """``--allow-pickle``: also open a pickled file from an earlier fusionrec, naming the risk."""
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also open a .joblib file from an earlier fusionrec. It is a pickle, and opening it"
+        " runs any code it holds: only for files you trust. Better: convert it once with"
+        " 'fusionrec convert'",
     )
 
 
@@ -118,15 +124,12 @@ def add_verbose_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def extractors(args: argparse.Namespace, n_photos: int) -> dict[str, Any]:
-    """FusedClassifier's default extractors, changed as the feature options say.
-
-    ``n_photos``, how many photos the run will extract features from, picks the CNN's runtime.
-    """
+def extractors(args: argparse.Namespace) -> dict[str, Any]:
+    """FusedClassifier's default extractors, changed as the feature options say."""
     from ..features import default_deep, default_traditional
 
     traditional = default_traditional(args.n_jobs, args.seed)
-    deep = default_deep().set_params(runtime=runtime_for(n_photos), random_state=args.seed)
+    deep = default_deep().set_params(random_state=args.seed)
     return {
         "traditional": traditional.set_params(**_given(args, TRADITIONAL_OPTIONS)),
         "deep": deep.set_params(**_given(args, DEEP_OPTIONS)),
@@ -146,42 +149,21 @@ def _given(args: argparse.Namespace, options: dict[str, str]) -> dict[str, Any]:
     return given
 
 
-def build_classifier(args: argparse.Namespace, n_photos: int, **params: Any) -> Any:
+def build_classifier(args: argparse.Namespace, **params: Any) -> Any:
     """A ``FusedClassifier`` with the extractors, workers and seed the options give.
 
     ``params`` sets the rest (``branch``, ``fusion``, ``memory``, ``on_error``, ``verbose``).
     """
     from .. import FusedClassifier
 
-    return FusedClassifier(
-        **extractors(args, n_photos), n_jobs=args.n_jobs, random_state=args.seed, **params
-    )
+    return FusedClassifier(**extractors(args), n_jobs=args.n_jobs, random_state=args.seed, **params)
 
 
-def prepare_to_predict(model: Any, n_photos: int, verbose: bool) -> None:
-    """Set a fitted ``FusedClassifier``'s progress bars and CNN runtime for ``n_photos`` photos.
-
-    A fitted classifier keeps the settings its branches were fitted with, so they are set on
-    each branch's extractors.
-    """
-    from .. import CNNEmbedder
-
+def show_progress(model: Any, verbose: bool) -> None:
+    """Turn a fitted model's progress bars on or off (each branch keeps its own setting)."""
     for branch in model.features_.branches_.values():
         for extractor in (branch.extractor, branch.fitted_):
             extractor.set_params(verbose=int(verbose))
-            if isinstance(extractor, CNNEmbedder):
-                extractor.set_params(runtime=runtime_for(n_photos))
-
-
-def runtime_for(n_photos: int) -> str:
-    """PyTorch for a few photos; ONNX Runtime (where installed) from ``ONNX_FROM_PHOTOS`` on.
-
-    Examples
-    --------
-    >>> runtime_for(3), runtime_for(5000)
-    ('torch', 'auto')
-    """
-    return "auto" if n_photos >= ONNX_FROM_PHOTOS else "torch"
 
 
 def number(kind: type, accept: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:

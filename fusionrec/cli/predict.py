@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import model_file
-from .options import add_verbose_option, at_least, prepare_to_predict
+from .options import add_allow_pickle_option, add_verbose_option, at_least, show_progress
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="name the product in each photo, with its probability",
         description="Print, for each IMAGE, the product MODEL finds most probable and its"
         " probability; with --top K, the K most probable.",
-        epilog="example: fusionrec predict model.joblib shelf/*.jpg --top 3 --json",
+        epilog="example: fusionrec predict model.fusionrec shelf/*.jpg --top 3 --json",
     )
     parser.add_argument("model", metavar="MODEL", help="model file from 'fusionrec train'")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photo files")
@@ -36,15 +36,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         help='print JSON instead: [{"image": ..., "predictions": [{"label": ...,'
         ' "probability": ...}, ...]}, ...]',
     )
+    add_allow_pickle_option(parser)
     add_verbose_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Predict the photos and print the top products of each."""
-    model, _ = model_file.load(args.model)
+    model, _ = model_file.load(args.model, allow_pickle=args.allow_pickle)
     model.set_params(on_error="raise")
-    prepare_to_predict(model, len(args.images), args.verbose)
+    show_progress(model, args.verbose)
     probabilities = model.predict_proba(args.images)
     results = [
         {"image": image, "predictions": top_products(model.classes_, row, args.top)}

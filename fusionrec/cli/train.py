@@ -19,7 +19,7 @@ from .options import (
     add_verbose_option,
     at_least,
     build_classifier,
-    prepare_to_predict,
+    show_progress,
 )
 
 
@@ -31,11 +31,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Train a classifier on FOLDER, which holds one sub-folder of photos per"
         " product (the sub-folder's name is the product's label), and save it to a model file"
         " that 'fusionrec evaluate' and 'fusionrec predict' read.",
-        epilog="examples: fusionrec train photos/ -o model.joblib --branch fused --fusion late;"
-        " fusionrec train photos/ -o tuned.joblib --branch deep --fine-tune 10",
+        epilog="examples: fusionrec train photos/ -o model.fusionrec --branch fused --fusion late;"
+        " fusionrec train photos/ -o tuned.fusionrec --branch deep --fine-tune 10",
     )
     parser.add_argument("folder", metavar="FOLDER", help="folder of product sub-folders")
-    add_output_options(parser, "model.joblib", "model")
+    add_output_options(parser, "model.fusionrec", "model")
     parser.add_argument(
         "--branch",
         choices=BRANCHES,
@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     labels = np.asarray(photos.target_names, dtype=object)[photos.target]
     model = build_classifier(
         args,
-        len(photos.data),
         branch=args.branch,
         fusion=args.fusion,
         on_error=args.on_error,
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     for position in model.dropped_indices_:
         print(f"left out unreadable photo: {photos.data[position]}")
     n_photos = len(photos.data) - len(model.dropped_indices_)
-    prepare_to_predict(model, len(photos.data), verbose=False)  # quiet unless asked
+    show_progress(model, verbose=False)  # quiet unless asked
     path = model_file.save(
         model,
         args.output,

@@ -17,8 +17,24 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     if device != "auto":
         return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
+    for accelerator in ("cuda", "mps"):
+        if device_available(accelerator):
+            return torch.device(accelerator)
     return torch.device("cpu")
+
+
+def device_available(device: str) -> bool:
+    """Whether this machine can run networks on ``device`` (``"auto"`` and the CPU always can).
+
+    Examples
+    --------
+    >>> device_available("cpu")
+    True
+    """
+    if device == "cuda":
+        return torch.cuda.is_available()
+    if device == "mps":
+        return (
+            getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        )
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import numbers
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +40,19 @@ from .fine_tuning import FineTuning
 from .layers import EmbeddingHead, as_layers, check_layers
 from .prefetch import prefetched
 from .preprocessing import Preprocessing
-from .runtime import OnnxEmbedding, fingerprint, onnxruntime_available
+from .runtime import (
+    OnnxEmbedding,
+    exported_model,
+    fingerprint,
+    onnxruntime_available,
+    quantize_int8,
+)
 from .training import fine_tune
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
+PRECISIONS = ("float32", "int8")
+CALIBRATION_PHOTOS = 64
+"""How many of the photos given to ``fit`` calibrate an int8 network (evenly spaced)."""
 _PREFETCH_BATCHES = 2
 
 
@@ -93,11 +103,19 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         Resolved at each ``transform``, so a model fitted on a GPU runs on a
         CPU-only machine after loading.
     runtime : {"auto", "torch", "onnxruntime"}, default="auto"
-        ``"onnxruntime"`` exports the network to ONNX once (a few seconds,
-        cached per process) and runs it with ONNX Runtime on the CPU: several
-        times faster than PyTorch there, with embeddings equal to about 1e-5.
-        ``"auto"`` uses it when the device is the CPU and ``pip install
-        fusionrec[onnx]`` has installed it; otherwise PyTorch.
+        ``"onnxruntime"`` exports the network to ONNX (several seconds, once
+        per machine: the export is kept in fusionrec's cache folder) and runs
+        it with ONNX Runtime on the CPU: several times faster than PyTorch
+        there, with embeddings equal to about 1e-5. ``"auto"`` uses it when
+        the device is the CPU (ONNX Runtime comes with fusionrec; where it
+        was removed, PyTorch); otherwise PyTorch.
+    precision : {"float32", "int8"}, default="float32"
+        ``"int8"``: ``fit`` quantises the network to 8-bit integers with ONNX
+        Runtime's static quantisation, calibrated on up to 64 of the photos
+        it is given (evenly spaced; give it photos like those you will
+        embed), and ``transform`` runs that network with ONNX Runtime on the
+        CPU. Faster on CPUs, with embeddings close to float32 ones (see
+        docs/benchmarks.md for speed and accuracy as measured).
     n_threads : int, default=1
         Threads that decode and prepare photos while the network runs
         (threads inside this process, not joblib workers).
@@ -140,6 +158,8 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         of the latest ``fit``.
     fine_tuning_head_ : torch.nn.Sequential
         With ``fine_tune``: the classification head trained with the network.
+    int8_network_ : bytes
+        With ``precision="int8"``: the quantised network, an ONNX model.
 
     See Also
     --------
@@ -147,7 +167,8 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    ``fit`` builds the network and reads no photo. Inference runs under
+    ``fit`` builds the network and reads no photo (except to fine-tune, or to
+    calibrate an int8 network). Inference runs under
     ``torch.inference_mode`` in channels-last memory format, while background
     threads decode and prepare the next batches.
 
@@ -161,7 +182,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
     (4, 1280)
     """
 
-    _added_parameters: ClassVar[dict] = {"warm_start": False}
+    _added_parameters: ClassVar[dict] = {"warm_start": False, "precision": "float32"}
     _renamed: ClassVar[dict] = {"n_jobs": "n_threads"}
     _parameter_rules: dict = {  # noqa: RUF012
         "backbone": (InstanceOf((str, nn.Module), "a model name or a torch.nn.Module"),),
@@ -175,6 +196,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         "batch_size": (Integer(1),),
         "device": (Options(DEVICES),),
         "runtime": (Options(RUNTIMES),),
+        "precision": (Options(PRECISIONS),),
         "n_threads": (Integer(1),),
         "on_error": ON_ERROR,
         "random_state": RANDOM_STATE,
@@ -195,6 +217,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         batch_size: int = 32,
         device: str = "auto",
         runtime: str = "auto",
+        precision: str = "float32",
         n_threads: int = 1,
         on_error: str = "raise",
         random_state: int | None = None,
@@ -211,6 +234,7 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.runtime = runtime
+        self.precision = precision
         self.n_threads = n_threads
         self.on_error = on_error
         self.random_state = random_state
@@ -233,9 +257,11 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         self : CNNEmbedder
         """
         validate_params(self, self._parameter_rules)
+        self._check_precision()
         images = non_empty_images(X)
         if self._continues():
             self._tune(images, y)
+            self._quantise(images)
             return self
         built = build_backbone(
             self.backbone, self.weights, self.preprocessing, seed=_seed(self.random_state)
@@ -250,11 +276,55 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
             self._tune(images, y)
         crop = self.preprocessing_.crop
         with torch.inference_mode():
-            self.blocks_ = self._head().block_widths(torch.zeros(1, 3, crop, crop))
+            self.blocks_ = self.embedding_module().block_widths(torch.zeros(1, 3, crop, crop))
         self.n_features_out_ = sum(width for _, width in self.blocks_)
+        self._quantise(images)
         return self
 
-    def _head(self) -> EmbeddingHead:
+    def _check_precision(self) -> None:
+        if self.precision == "float32":
+            return
+        if self.runtime == "torch" or self.device not in ("auto", "cpu"):
+            raise ValueError(
+                "precision='int8' runs on ONNX Runtime on the CPU; got "
+                f"runtime={self.runtime!r}, device={self.device!r}"
+            )
+        if not onnxruntime_available():
+            raise ImportError(
+                "precision='int8' needs onnxruntime, onnx and onnxscript, "
+                "which fusionrec installs: pip install onnxruntime onnx onnxscript"
+            )
+
+    def _quantise(self, images) -> None:
+        """With ``precision="int8"``, quantise the network, calibrated on photos from ``images``."""
+        self.__dict__.pop("int8_network_", None)
+        if self.precision != "int8":
+            return
+        chosen = np.unique(np.linspace(0, len(images) - 1, CALIBRATION_PHOTOS).round().astype(int))
+        failures: list[ImageReadError] = []
+        batches = [
+            batch
+            for positions, batch in self._prepared_batches([images[i] for i in chosen], failures)
+            if positions
+        ]
+        if not batches:
+            raise ValueError(
+                "precision='int8' calibrates on the photos given to fit: none is readable"
+            )
+        model = exported_model(self.embedding_module(), self.preprocessing_.crop)
+        self.int8_network_ = quantize_int8(model, batches)
+
+    def embedding_module(self) -> EmbeddingHead:
+        """The PyTorch module that maps prepared photos to embeddings, as :meth:`transform` does.
+
+        It wraps ``network_`` (shared, not copied) with the pooling of
+        ``layer`` and ``normalize``: a batch ``(N, 3, crop, crop)`` prepared
+        by ``preprocessing_`` gives ``(N, n_features_out_)``. It is the
+        float32 network itself whatever ``runtime`` and ``precision`` say
+        (``precision="int8"`` embeds with a quantised copy of it), so
+        gradients flow through it (:func:`fusionrec.explain` computes
+        Grad-CAM heat maps with it).
+        """
         return EmbeddingHead(self.network_, as_layers(self.layer), self.normalize)
 
     def transform(self, X: Any) -> np.ndarray:
@@ -311,9 +381,12 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
 
     def _embedding_function(self, device: torch.device):
         """The fastest way to embed a prepared batch on ``device``."""
-        head = self._head()
+        if self.precision == "int8":
+            check_is_fitted(self, "int8_network_", msg="precision='int8' since fit: fit again")
+            return OnnxEmbedding(self.int8_network_)
+        head = self.embedding_module()
         if self._uses_onnxruntime(device):
-            return OnnxEmbedding(head, self.preprocessing_.crop)
+            return OnnxEmbedding.of_network(head, self.preprocessing_.crop)
         head.to(device, memory_format=torch.channels_last)
         return lambda batch: _embed(head, batch, device)
 
@@ -324,8 +397,8 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         if self.runtime == "onnxruntime":
             if not onnxruntime_available():
                 raise ImportError(
-                    "runtime='onnxruntime' needs onnxruntime, onnx and onnxscript: "
-                    "pip install 'fusionrec[onnx]'"
+                    "runtime='onnxruntime' needs onnxruntime, onnx and onnxscript, "
+                    "which fusionrec installs: pip install onnxruntime onnx onnxscript"
                 )
             if not eligible:
                 raise ValueError(f"runtime='onnxruntime' runs on the CPU only; device is {device}")
@@ -340,6 +413,8 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "network_")
         key = "embed-" + fingerprint(self.network_, self.preprocessing_.crop)
+        if self.precision == "int8":
+            key += "-int8-" + hashlib.sha1(self.int8_network_).hexdigest()
         return f"{key}-{self.layer}-{self.normalize}-{self.preprocessing_}"
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -87,21 +87,36 @@ class Preprocessing:
         none), at a quarter less work.
         """
         image = Image.fromarray(rgb)
-        scale = self.resize / min(image.size)
-        width = max(self.resize, round(image.width * scale))
-        height = max(self.resize, round(image.height * scale))
-        left, top = (width - self.crop) // 2, (height - self.crop) // 2
-        x_scale, y_scale = image.width / width, image.height / height
-        box = (
+        box = self.crop_box(image.width, image.height)
+        image = image.resize(
+            (self.crop, self.crop), Image.Resampling[self.interpolation.upper()], box=box
+        )
+        return self.normalise(np.asarray(image))
+
+    def crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The region of a ``width`` x ``height`` photo that the network sees.
+
+        The photo is resized so that its shorter side is ``resize`` pixels and
+        centre-cropped to ``crop``; this is that crop in the photo's own
+        pixels, ``(left, top, right, bottom)``, as Pillow's ``box``.
+
+        Examples
+        --------
+        >>> Preprocessing(resize=256, crop=224).crop_box(512, 256)
+        (144.0, 16.0, 368.0, 240.0)
+        """
+        scale = self.resize / min(width, height)
+        resized_width = max(self.resize, round(width * scale))
+        resized_height = max(self.resize, round(height * scale))
+        left = (resized_width - self.crop) // 2
+        top = (resized_height - self.crop) // 2
+        x_scale, y_scale = width / resized_width, height / resized_height
+        return (
             left * x_scale,
             top * y_scale,
             (left + self.crop) * x_scale,
             (top + self.crop) * y_scale,
         )
-        image = image.resize(
-            (self.crop, self.crop), Image.Resampling[self.interpolation.upper()], box=box
-        )
-        return self.normalise(np.asarray(image))
 
     def normalise(self, rgb: np.ndarray) -> np.ndarray:
         """Scale a ``(H, W, 3)`` uint8 array to a normalised ``(3, H, W)`` float32 array.

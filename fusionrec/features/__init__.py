@@ -9,7 +9,7 @@ asks for, with fusionrec's measured defaults. :mod:`fusionrec.fusion` and
 """
 
 from .branch import Branch, DescribesPhotos
-from .cache import cache_location, content_key, load_or_none, store
+from .cache import cache_location, content_key, load_or_none, store, write_atomically
 from .defaults import (
     BRANCH_CONSTRAINTS,
     BRANCH_NAMES,
@@ -30,4 +30,5 @@ __all__ = [
     "load_or_none",
     "make_branches",
     "store",
+    "write_atomically",
 ]

@@ -23,6 +23,10 @@ from .cache import (
 _RUN_SETTINGS = ("on_error", "n_jobs", "verbose")
 """Settings that change how a vocabulary is learned or used, never what it is."""
 
+PHOTOS_AT_ONCE = 256
+"""Photos whose descriptions a cached branch holds at a time: fit memory stays flat in the
+number of photos (a colour description is about 1.5 MB)."""
+
 
 @runtime_checkable
 class DescribesPhotos(Protocol):
@@ -128,32 +132,51 @@ class Branch:
         candidates that share them learn it once, and only the first reads
         their descriptors. Unseeded ones are not cached.
         """
+        if None in keys:  # photos that cannot be keyed are described in memory
+            readable = [pair for pair in self._described(images, keys) if pair is not None]
+            return clone(self.extractor).fit_described(readable)
         seeded = isinstance(self.extractor.random_state, numbers.Integral)
-        if not seeded or None in keys:
-            return clone(self.extractor).fit_described(self._readable(images, keys))
+        if not seeded:
+            return clone(self.extractor).fit_described(self._cached_descriptions(images, keys))
         settings = {
             name: value
             for name, value in sorted(self.extractor.get_params().items())
             if name not in _RUN_SETTINGS
         }
-        self.vocabulary_key = digest(repr(settings), *keys)
+        description = self.extractor.description_key()  # a detector's revision too
+        self.vocabulary_key = digest(description, repr(settings), *keys)
         path = self.location / "vocabulary" / f"{self.vocabulary_key}.joblib"
         cached = load_or_none(path)
         if cached is not None:
             return cached.set_params(**_run_settings(self.extractor))
-        vocabulary = clone(self.extractor).fit_described(self._readable(images, keys))
+        vocabulary = clone(self.extractor).fit_described(self._cached_descriptions(images, keys))
         store(vocabulary, path)
         return vocabulary
 
-    def _readable(self, images: Sequence, keys: list[str | None]) -> list:
-        """The descriptions of the photos that could be described."""
-        return [pair for pair in self._described(images, keys) if pair is not None]
+    def _description_cache(self) -> FeatureCache:
+        return FeatureCache(self.location, folder_name(self.extractor.description_key()))
+
+    def _cached_descriptions(self, images: Sequence, keys: list[str]) -> CachedDescriptions:
+        """Describe the photos the cache lacks, a bounded number at a time; the readable ones.
+
+        Nothing is kept in memory: the vocabulary reads each description back
+        from the cache as it samples it.
+        """
+        readable = []
+        for start in range(0, len(images), PHOTOS_AT_ONCE):
+            chunk = range(start, min(start + PHOTOS_AT_ONCE, len(images)))
+            chunk_keys = [keys[i] for i in chunk]
+            pairs = self._described([images[i] for i in chunk], chunk_keys)
+            readable += [
+                key for key, pair in zip(chunk_keys, pairs, strict=True) if pair is not None
+            ]
+        return CachedDescriptions(self._description_cache(), readable)
 
     def _described(self, images: Sequence, keys: list[str | None] | None = None) -> list:
         packed = cached_per_photo(
             images,
             lambda photos: [_pack(pair) for pair in self.extractor.describe(photos)],
-            FeatureCache(self.location, folder_name(self.extractor.description_key())),
+            self._description_cache(),
             keys,
         )
         return [None if rows is None else (rows[:, :2], rows[:, 2:]) for rows in packed]
@@ -167,7 +190,10 @@ class Branch:
         if self.vocabulary_key is not None:
             cache = FeatureCache(self.location, f"encode-{self.vocabulary_key}")
         photos = list(zip(images, keys, strict=True))
-        rows = cached_per_photo(photos, self._encode_described, cache, keys)
+        rows = []
+        for start in range(0, len(photos), PHOTOS_AT_ONCE):
+            chunk = slice(start, start + PHOTOS_AT_ONCE)
+            rows += cached_per_photo(photos[chunk], self._encode_described, cache, keys[chunk])
         return _stacked(rows, self.fitted_.n_features_out_)
 
     def _encode_described(self, photos_and_keys: list) -> list[np.ndarray | None]:
@@ -186,6 +212,30 @@ class Branch:
             FeatureCache(self.location, folder_name(extractor.feature_key())),
         )
         return _stacked(rows, extractor.n_features_out_)
+
+
+class CachedDescriptions(Sequence):
+    """Photos' descriptions in a cache, each read when it is asked for.
+
+    A sequence of ``(positions, descriptors)`` pairs, as
+    :meth:`~fusionrec.traditional.BagOfVisualWords.describe` gives them, that
+    holds only the cache keys: a vocabulary sampling descriptors from it reads
+    them chunk by chunk as its chunks are dispatched, so only the chunks in
+    flight are in memory.
+    """
+
+    def __init__(self, cache: FeatureCache, keys: Sequence[str]) -> None:
+        self.cache = cache
+        self.keys = list(keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.cache.load(self.keys[index])
+        if rows is None:
+            raise FileNotFoundError(f"the cached description {self.keys[index]} is gone")
+        return rows[:, :2], rows[:, 2:]
 
 
 def _stacked(rows: list[np.ndarray | None], width: int) -> np.ndarray:

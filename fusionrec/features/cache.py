@@ -22,6 +22,8 @@ import numpy as np
 from joblib import Memory
 from PIL import Image
 
+from .._storage import write_atomically
+
 
 def content_key(image: Any) -> str | None:
     """A digest of a photo's content, or ``None`` where it cannot be read as bytes.
@@ -121,20 +123,6 @@ def load_or_none(path: Path) -> Any:
 def store(value: Any, path: Path) -> None:
     """Save ``value`` with joblib so that readers never see half a file."""
     write_atomically(path, lambda file: joblib.dump(value, file))
-
-
-def write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write`` on a binary file that replaces ``path`` only once it is complete.
-
-    The file is written beside ``path`` under a name of this process's own and
-    renamed over it: readers, and other processes filling the same cache,
-    never see half a file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(partial, "wb") as file:
-        write(file)
-    os.replace(partial, path)
 
 
 def digest(*parts: str) -> str:

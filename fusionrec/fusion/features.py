@@ -175,8 +175,20 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
 
         A single block (one branch, or one of a late fusion's) is only normalised.
         """
-        weights = self.block_weights if len(blocks) == 2 else (1.0,)
-        return normalise_blocks(list(blocks.values()), weights)
+        return normalise_blocks(list(blocks.values()), self.block_lengths(len(blocks)))
+
+    def block_lengths(self, n_blocks: int) -> tuple[float, ...]:
+        """Length of each block in a row fused from ``n_blocks`` blocks, in their order.
+
+        ``block_weights`` with both branches; 1 for a block on its own. A
+        fused row is linear in each L2-normalised block, scaled by this.
+
+        Examples
+        --------
+        >>> FusedFeatures(block_weights=(0.5, 1.0)).block_lengths(1)
+        (1.0,)
+        """
+        return tuple(self.block_weights) if n_blocks == 2 else (1.0,)
 
     def fitted_extractor(self, name: str) -> BagOfVisualWords | CNNEmbedder:
         """The fitted extractor of the branch ``name`` (``"traditional"`` or ``"deep"``)."""

@@ -2,6 +2,15 @@
 
 from .geometry import Keypoints, count_inliers, verified_matches
 from .index import ProductIndex
+from .inverted_file import DeferredInvertedFile, InvertedFile
 from .results import Matches
 
-__all__ = ["Keypoints", "Matches", "ProductIndex", "count_inliers", "verified_matches"]
+__all__ = [
+    "DeferredInvertedFile",
+    "InvertedFile",
+    "Keypoints",
+    "Matches",
+    "ProductIndex",
+    "count_inliers",
+    "verified_matches",
+]

@@ -103,8 +103,8 @@ def verified_matches(
     Returns
     -------
     ndarray of shape (n_inliers, 4), float32
-        One row per verified match: its x and y in the query photo, then in the
-        candidate photo, as fractions of each photo's width and height. No rows
+        One row per inlier: its query keypoint's x and y, then its candidate
+        keypoint's, as fractions of each photo's width and height. No rows
         when there are fewer than four matches or no homography fits.
 
     Examples
@@ -112,15 +112,16 @@ def verified_matches(
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> positions = rng.random((60, 2)).astype(np.float32)
-    >>> same = Keypoints.from_pair(positions, rng.random((60, 128)).astype(np.float32))
-    >>> matches = verified_matches(same, same)
-    >>> matches.shape[1], bool(np.allclose(matches[:, :2], matches[:, 2:]))
-    (4, True)
+    >>> descriptors = rng.random((60, 128)).astype(np.float32)
+    >>> same = Keypoints.from_pair(positions, descriptors)
+    >>> pairs = verified_matches(same, same)
+    >>> len(pairs) >= 55, bool(np.allclose(pairs[:, :2], pairs[:, 2:]))
+    (True, True)
     """
+    none = np.zeros((0, 4), np.float32)
     if query_descriptors is None:
         query_descriptors = query.descriptors()
     pairs = ratio_matches(query_descriptors, candidate.descriptors(), ratio)
-    none = np.empty((0, 4), dtype=np.float32)
     if len(pairs) < _MIN_MATCHES:
         return none
     rows = np.asarray(pairs)
@@ -129,24 +130,12 @@ def verified_matches(
     homography, mask = cv2.findHomography(source, target, cv2.USAC_MAGSAC, threshold)
     if homography is None or mask is None:
         return none
-    inliers = mask.ravel().astype(bool)
-    return np.hstack([source[inliers], target[inliers]]) / np.float32(NOMINAL_SIDE)
+    inlier = mask.ravel().astype(bool)
+    return (np.hstack([source[inlier], target[inlier]]) / NOMINAL_SIDE).astype(np.float32)
 
 
-def count_inliers(
-    query: Keypoints,
-    candidate: Keypoints,
-    *,
-    query_descriptors: np.ndarray | None = None,
-    ratio: float = 0.8,
-    threshold: float = 8.0,
-) -> int:
-    """Number of ratio-test matches consistent with one homography (see :func:`verified_matches`).
-
-    Returns
-    -------
-    int
-        0 when there are fewer than four matches or no homography fits.
+def count_inliers(query: Keypoints, candidate: Keypoints, **options) -> int:
+    """Number of :func:`verified_matches` (which takes the same ``options``).
 
     Examples
     --------
@@ -158,7 +147,4 @@ def count_inliers(
     >>> count_inliers(same, same) >= 55
     True
     """
-    matches = verified_matches(
-        query, candidate, query_descriptors=query_descriptors, ratio=ratio, threshold=threshold
-    )
-    return len(matches)
+    return len(verified_matches(query, candidate, **options))

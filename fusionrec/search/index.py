@@ -347,19 +347,19 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         """
         head = min(self.rerank_depth, len(candidates))
         descriptors = keypoints.descriptors()
-        matches = [
+        positions = [
             verified_matches(keypoints, self.keypoints_[item], query_descriptors=descriptors)
             for item in candidates[:head]
         ]
-        matches += [np.empty((0, 4), dtype=np.float32)] * (len(candidates) - head)
-        inliers = np.array([len(pairs) for pairs in matches], dtype=np.int64)
+        positions += [np.zeros((0, 4), np.float32)] * (len(candidates) - head)
+        inliers = np.array([len(pairs) for pairs in positions], dtype=np.int64)
         verified = scores[:head] + INLIER_WEIGHT * inliers[:head]
         order = np.r_[np.argsort(-verified, kind="stable"), np.arange(head, len(candidates))][:k]
         return Matches(
             self.ids_[candidates[order]],
             scores[order],
             inliers[order],
-            tuple(matches[position] for position in order),
+            tuple(positions[i] for i in order),
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -75,6 +76,40 @@ class InvertedFile:
         self.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
         self.index = faiss.IndexIVFFlat(self.quantizer, width, n_lists, faiss.METRIC_INNER_PRODUCT)
 
+    @classmethod
+    def from_bytes(cls, data: np.ndarray | bytes | memoryview) -> InvertedFile:
+        """The inverted file that :meth:`to_bytes` wrote, read by faiss's own reader.
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is not an inner-product inverted file.
+        """
+        faiss = _faiss()
+        try:
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError as error:
+            raise ValueError(f"faiss cannot read this inverted file: {error}") from None
+        if (
+            not isinstance(index, faiss.IndexIVFFlat)
+            or index.metric_type != faiss.METRIC_INNER_PRODUCT
+        ):
+            raise ValueError(
+                f"expected a faiss IndexIVFFlat (inner product); got {type(index).__name__}"
+            )
+        inverted = cls.__new__(cls)
+        inverted.index = index
+        inverted.quantizer = index.quantizer
+        return inverted
+
+    def to_bytes(self) -> np.ndarray:
+        """The centroids and every list, written by faiss's own writer, as ``uint8``."""
+        return _faiss().serialize_index(self.index)
+
+    def __len__(self) -> int:
+        """How many items are filed."""
+        return self.index.ntotal
+
     def add(self, vectors: np.ndarray) -> None:
         """File new items after the ones already held (their positions continue)."""
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -82,7 +117,7 @@ class InvertedFile:
     def search(
         self, queries: np.ndarray, k: int, n_probes: int, items: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best items per query in its ``n_probes`` nearest lists, as :func:`top_k` does.
+        """The ``k`` best items per query in its ``n_probes`` nearest lists, as ``top_k`` does.
 
         A query whose probed lists hold fewer than ``k`` items is answered by
         exact search over ``items`` (the rows filed, in order) instead, so
@@ -94,3 +129,43 @@ class InvertedFile:
         if len(short):
             indices[short], scores[short] = top_k(queries[short], items, k)
         return indices.astype(np.intp), scores
+
+
+class DeferredInvertedFile:
+    """An inverted file that is read from its stored bytes when first searched or added to.
+
+    Opening a saved index then reads no list: an index that is never queried
+    with ``search="ivf"`` never pays for them.
+
+    Parameters
+    ----------
+    stored : callable
+        Returns the bytes :meth:`InvertedFile.to_bytes` wrote.
+    """
+
+    def __init__(self, stored: Callable[[], np.ndarray | bytes | memoryview]) -> None:
+        self.stored = stored
+        self.loaded: InvertedFile | None = None
+
+    def _inverted_file(self) -> InvertedFile:
+        if self.loaded is None:
+            self.loaded = InvertedFile.from_bytes(self.stored())
+        return self.loaded
+
+    def to_bytes(self) -> np.ndarray | bytes | memoryview:
+        """The stored bytes, or the lists as they are now once read."""
+        return self.stored() if self.loaded is None else self.loaded.to_bytes()
+
+    def __len__(self) -> int:
+        """How many items are filed."""
+        return len(self._inverted_file())
+
+    def add(self, vectors: np.ndarray) -> None:
+        """As :meth:`InvertedFile.add`."""
+        self._inverted_file().add(vectors)
+
+    def search(
+        self, queries: np.ndarray, k: int, n_probes: int, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`InvertedFile.search`."""
+        return self._inverted_file().search(queries, k, n_probes, items)

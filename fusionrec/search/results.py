@@ -20,11 +20,11 @@ class Matches:
     inliers : ndarray of shape (k,), int, or None
         With ``rerank="ransac"``: keypoint matches that one homography explains
         (0 for items outside the re-ranked candidates); else ``None``.
-    keypoint_matches : tuple of ndarray, or None
-        With ``rerank="ransac"``: per item, those verified matches as an
-        ``(inliers, 4)`` float32 array: x and y in the query photo, then x and
-        y in the item's photo, as fractions of each photo's width and height
-        (to draw them); else ``None``.
+    inlier_positions : tuple of ndarray, or None
+        With ``rerank="ransac"``, per item, the matches ``inliers`` counts:
+        ``(inliers[i], 4)`` float32 rows holding the query keypoint's x and y
+        and the item keypoint's x and y, as fractions of each photo's width
+        and height (:func:`fusionrec.explain_match` draws them); else ``None``.
 
     Examples
     --------
@@ -37,7 +37,7 @@ class Matches:
     ids: np.ndarray
     scores: np.ndarray
     inliers: np.ndarray | None = None
-    keypoint_matches: tuple[np.ndarray, ...] | None = None
+    inlier_positions: tuple[np.ndarray, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

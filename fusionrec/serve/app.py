@@ -210,7 +210,7 @@ class _Service:
             }
             if matches.inliers is not None:
                 hit["inliers"] = int(matches.inliers[rank])
-                pairs = matches.keypoint_matches[rank].astype(np.float64)
+                pairs = matches.inlier_positions[rank].astype(np.float64)
                 hit["matches"] = np.round(pairs, DECIMALS).tolist()
             hits.append(hit)
         return hits

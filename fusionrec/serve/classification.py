@@ -2,7 +2,7 @@
 
 Features are extracted once per photo (``features_.transform_blocks``) and
 serve both the probabilities (:meth:`fusionrec.FusedClassifier.predict_proba_from_blocks`)
-and the shares (:func:`branch_shares`).
+and the shares (:func:`shares_answer`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..explanations import branch_shares
 from ..fusion import FusedClassifier
 from .errors import ServiceError
 from .photos import noise_photo
@@ -26,7 +27,7 @@ def classify(model: FusedClassifier, photos: Sequence[Any], top: int) -> list[di
     -------
     list
         Per photo, ``{"products": [{"label", "probability"}, ...], "shares": ...}``
-        (see :func:`branch_shares`), or a :class:`ServiceError` for a photo that
+        (see :func:`shares_answer`), or a :class:`ServiceError` for a photo that
         could not be read.
     """
     blocks = model.features_.transform_blocks(list(photos), "skip")
@@ -42,7 +43,8 @@ def classify(model: FusedClassifier, photos: Sequence[Any], top: int) -> list[di
             {"label": labels[i], "probability": round(float(row_probabilities[i]), DECIMALS)}
             for i in best
         ]
-        results.append({"products": products, "shares": branch_shares(model, blocks, row, best)})
+        shares = shares_answer(model, blocks, row, best[0])
+        results.append({"products": products, "shares": shares})
     return results
 
 
@@ -51,92 +53,48 @@ def warm_up(model: FusedClassifier) -> None:
     classify(model, [noise_photo()], 1)
 
 
-def branch_shares(
-    model: FusedClassifier, blocks: Mapping[str, np.ndarray], row: int, classes: Sequence[int]
+def shares_answer(
+    model: FusedClassifier, blocks: Mapping[str, np.ndarray], row: int, label: int
 ) -> dict | None:
-    """How much each branch contributed to the decision on photo ``row``.
+    """How much each branch contributed to the decision on photo ``row``, for JSON.
 
-    Parameters
-    ----------
-    model : FusedClassifier
-        Fitted.
-    blocks : dict of str to ndarray
-        The photos' features, as ``model.features_.transform_blocks`` gives them.
-    row : int
-        The photo.
-    classes : sequence of int
-        Positions in ``model.classes_``, the predicted one first.
+    The numbers are :func:`fusionrec.explanations.branch_shares`'s, for the
+    product at position ``label`` of ``model.classes_``.
 
     Returns
     -------
     dict or None
         Early fusion (one linear classifier on the fused features):
         ``{"fusion": "early", "decision": s, "parts": {"traditional": t,
-        "deep": d, "intercept": b}}``, the predicted class's decision score
-        split by block (each branch's slice of the coefficients times its
-        features), so that ``t + d + b == s``. Late fusion: ``{"fusion":
-        "late", "weights": {...}, "probabilities": {branch: [...]}}``, the
-        weight of each branch's log-probabilities and its probability of each
-        of ``classes``. ``None`` for a single branch or a classifier without
-        ``coef_``.
+        "deep": d, "intercept": b}}``, the product's decision score split by
+        block, so that ``t + d + b == s``. Late fusion: ``{"fusion": "late",
+        "weights": {...}, "probabilities": {branch: p}, "scores": {branch:
+        w * log p}}``, each branch's weight, its probability of the product and
+        its weighted log-probability, which add up to the model's score.
+        ``None`` for a single branch or a classifier that is not linear.
     """
     if len(blocks) < 2:
         return None
     one_photo = {name: block[row : row + 1] for name, block in blocks.items()}
-    if "fused" in model.classifiers_:
-        return _decision_parts(model, one_photo, classes[0])
-    weight = model.late_weight_
+    try:
+        numbers = branch_shares(model, one_photo, label=model.classes_[label])
+    except TypeError:  # not a linear classifier: its score does not split by branch
+        return None
+    if "late_weight" not in numbers:
+        parts = numbers["shares"] | {"intercept": numbers["intercept"]}
+        return {"fusion": "early", "decision": _rounded(numbers["score"]), "parts": _all(parts)}
+    weight = numbers["late_weight"]
     return {
         "fusion": "late",
-        "weights": {"traditional": round(weight, DECIMALS), "deep": round(1 - weight, DECIMALS)},
-        "probabilities": {
-            name: _rounded(
-                model.classifiers_[name].predict_proba(model.features_.fuse({name: block}))[
-                    0, list(classes)
-                ]
-            )
-            for name, block in one_photo.items()
-        },
+        "weights": _all({"traditional": weight, "deep": 1 - weight}),
+        "probabilities": _all(numbers["branch_probabilities"]),
+        "scores": _all(numbers["shares"]),
     }
 
 
-def _decision_parts(
-    model: FusedClassifier, one_photo: Mapping[str, np.ndarray], label: int
-) -> dict | None:
-    classifier = model.classifiers_["fused"]
-    if not hasattr(classifier, "coef_"):
-        return None
-    features = model.features_.fuse(one_photo)[0].astype(np.float64)
-    coefficients, intercept = _class_weights(classifier, label)
-    parts: dict[str, Any] = {}
-    start = 0
-    for name, block in one_photo.items():
-        end = start + block.shape[1]
-        parts[name] = float(coefficients[start:end] @ features[start:end])
-        start = end
-    parts["intercept"] = intercept
-    return {
-        "fusion": "early",
-        "decision": round(sum(parts.values()), DECIMALS),
-        "parts": {name: round(value, DECIMALS) for name, value in parts.items()},
-    }
+def _rounded(value: float) -> float:
+    return round(float(value), DECIMALS)
 
 
-def _class_weights(classifier: Any, label: int) -> tuple[np.ndarray, float]:
-    """Coefficients and intercept of one class's decision score.
-
-    A two-class linear model keeps one row, for the second class; the first
-    class's score is its negative.
-    """
-    coefficients = np.asarray(classifier.coef_, dtype=np.float64)
-    intercepts = np.broadcast_to(
-        np.asarray(classifier.intercept_, dtype=np.float64), (len(coefficients),)
-    )
-    if len(coefficients) == 1:
-        sign = 1.0 if label == 1 else -1.0
-        return sign * coefficients[0], sign * float(intercepts[0])
-    return coefficients[label], float(intercepts[label])
-
-
-def _rounded(values: np.ndarray) -> list[float]:
-    return [round(float(value), DECIMALS) for value in values]
+def _all(values: Mapping[str, float]) -> dict[str, float]:
+    return {name: _rounded(value) for name, value in values.items()}

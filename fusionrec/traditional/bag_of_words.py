@@ -315,7 +315,9 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         Two estimators with the same key describe every photo alike, whatever
         their vocabulary, so a cache of descriptions may serve both.
         """
-        return f"describe-{self.detector}-{self.max_side}-{self.max_keypoints}"
+        detector = DETECTORS.get(self.detector)
+        revision = f"-r{detector.revision}" if detector is not None and detector.revision else ""
+        return f"describe-{self.detector}{revision}-{self.max_side}-{self.max_keypoints}"
 
     def _transform(self, X: Any, *, described: bool) -> np.ndarray:
         check_is_fitted(self, "codebook_")

@@ -120,6 +120,37 @@ class Codebook:
             vector = np.sign(vector) * np.sqrt(np.abs(vector))
         return l2_normalise(vector[np.newaxis])[0].astype(np.float32)
 
+    def keypoint_parts(self, positions: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+        """What each descriptor adds to one image's encoding, before power and L2 normalisation.
+
+        Every encoding is a sum over the image's descriptors (a histogram
+        count, a residual, a Fisher gradient term), which is then
+        normalised. Row ``k`` is descriptor ``k``'s term, so the rows add
+        up to the encoding before normalisation; :func:`fusionrec.explain`
+        splits a classifier's score among keypoints with them. VLAD's
+        per-word normalisation, which depends on all of an image's
+        descriptors, is applied to each term.
+
+        Parameters
+        ----------
+        positions : ndarray of shape (n, 2) or None
+            Keypoint centres as fractions of width and height (needed with
+            ``spatial_pyramid``).
+        descriptors : ndarray of shape (n, n_input_dims)
+
+        Returns
+        -------
+        ndarray of shape (n, n_features), float32
+        """
+        descriptors = self.project(descriptors)
+        regions = _region_masks(positions) if self.spatial_pyramid else [slice(None)]
+        parts = np.zeros((len(descriptors), self.n_features), np.float32)
+        for region, mask in enumerate(regions):
+            columns = slice(region * self.region_length, (region + 1) * self.region_length)
+            if len(descriptors[mask]):
+                parts[mask, columns] = self._region_parts(descriptors[mask])
+        return parts
+
     def _encode_region(self, descriptors: np.ndarray) -> np.ndarray:
         if len(descriptors) == 0:
             return np.zeros(self.region_length)
@@ -128,29 +159,73 @@ class Codebook:
         words = nearest_words(descriptors, self.centers, self.squared_norms)
         if self.encoding == "vlad":
             return self._vlad(descriptors, words)
-        histogram = np.bincount(words, minlength=self.n_words) / len(words)
-        return histogram * self.idf if self.idf is not None else histogram
+        return np.bincount(words, minlength=self.n_words) * self._histogram_scale(len(words))
+
+    def _region_parts(self, descriptors: np.ndarray) -> np.ndarray:
+        """Per descriptor, its term of :meth:`_encode_region` (the rows add up to it)."""
+        n = len(descriptors)
+        if self.encoding == "fisher":
+            x = descriptors.astype(np.float64)
+            mean_term, sigma_term = self._fisher_terms(x[:, None, :], self.posteriors(x)[..., None])
+            return np.concatenate([mean_term.reshape(n, -1), sigma_term.reshape(n, -1)], axis=1)
+        words = nearest_words(descriptors, self.centers, self.squared_norms)
+        if self.encoding == "vlad":
+            residuals = descriptors - self.centers[words]
+            scaled = residuals / _lengths(self._residual_sums(residuals, words))[words]
+            parts = np.zeros((n, self.n_words, self.n_dims))
+            parts[np.arange(n), words] = scaled
+            return parts.reshape(n, -1)
+        parts = np.zeros((n, self.n_words))
+        parts[np.arange(n), words] = self._histogram_scale(n)[words]
+        return parts
+
+    def _histogram_scale(self, n: int) -> np.ndarray:
+        """Each word's count becomes a term frequency, weighted by its idf if any."""
+        scale = np.full(self.n_words, 1.0 / n)
+        return scale * self.idf if self.idf is not None else scale
 
     def _vlad(self, descriptors: np.ndarray, words: np.ndarray) -> np.ndarray:
-        residuals = np.zeros_like(self.centers, dtype=np.float64)
-        np.add.at(residuals, words, descriptors - self.centers[words])
-        norms = np.linalg.norm(residuals, axis=1, keepdims=True)
-        return (residuals / np.maximum(norms, 1e-12)).ravel()
+        summed = self._residual_sums(descriptors - self.centers[words], words)
+        return (summed / _lengths(summed)).ravel()
+
+    def _residual_sums(self, residuals: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """Each word's summed residual, ``(n_words, n_dims)``."""
+        summed = np.zeros_like(self.centers, dtype=np.float64)
+        np.add.at(summed, words, residuals)
+        return summed
 
     def _fisher(self, descriptors: np.ndarray) -> np.ndarray:
         x = descriptors.astype(np.float64)
         posteriors = self.posteriors(x)
-        n = len(x)
-        sigma = np.sqrt(self.variances)
         weight_of_word = posteriors.sum(axis=0)[:, None]
         first = posteriors.T @ x
         second = posteriors.T @ (x * x)
-        mean_term = (first - weight_of_word * self.centers) / sigma
+        mean_sum = first - weight_of_word * self.centers
         centred_square = second - 2 * first * self.centers + weight_of_word * self.centers**2
-        sigma_term = centred_square / self.variances - weight_of_word
-        mean_term /= n * np.sqrt(self.weights)[:, None]
-        sigma_term /= n * np.sqrt(2 * self.weights)[:, None]
+        sigma_sum = centred_square / self.variances - weight_of_word
+        mean_term, sigma_term = self._fisher_scaled(
+            mean_sum / np.sqrt(self.variances), sigma_sum, len(x)
+        )
         return np.concatenate([mean_term.ravel(), sigma_term.ravel()])
+
+    def _fisher_terms(self, x: np.ndarray, posteriors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each descriptor's Fisher gradient terms, ``(n, n_words, n_dims)`` twice.
+
+        ``x`` is ``(n, 1, n_dims)`` and ``posteriors`` ``(n, n_words, 1)``;
+        summed over descriptors they give :meth:`_fisher`'s two halves.
+        """
+        centred = x - self.centers
+        mean_sum = posteriors * centred / np.sqrt(self.variances)
+        sigma_sum = posteriors * (centred**2 / self.variances - 1.0)
+        return self._fisher_scaled(mean_sum, sigma_sum, len(x))
+
+    def _fisher_scaled(
+        self, mean_sum: np.ndarray, sigma_sum: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The improved Fisher vector's scaling of its mean and sigma gradients."""
+        mean_scale = n * np.sqrt(self.weights)[:, None]
+        sigma_scale = n * np.sqrt(2 * self.weights)[:, None]
+        return mean_sum / mean_scale, sigma_sum / sigma_scale
 
     def posteriors(self, x: np.ndarray) -> np.ndarray:
         """Soft assignments of descriptors to the mixture's components."""
@@ -193,6 +268,11 @@ def nearest_words(
     if squared_norms is None:
         squared_norms = (centers**2).sum(axis=1)
     return np.argmin(squared_norms - 2.0 * descriptors @ centers.T, axis=1)
+
+
+def _lengths(rows: np.ndarray) -> np.ndarray:
+    """Each row's length as a column, at least 1e-12 (VLAD's intra-normalisation)."""
+    return np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def _region_masks(positions: np.ndarray) -> list[np.ndarray]:

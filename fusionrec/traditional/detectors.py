@@ -59,6 +59,8 @@ class Detector:
     bounds_keypoints: ClassVar[bool] = False
     """Whether OpenCV's factory takes ``nfeatures`` (our ``max_keypoints``) itself."""
     summary: ClassVar[str]
+    revision: ClassVar[int] = 0
+    """Raised whenever the detector's output changes, so cached older descriptions go unread."""
 
     def __init__(self, max_keypoints: int = 1000) -> None:
         self.max_keypoints = max_keypoints
@@ -143,18 +145,44 @@ class OpponentRootSIFT(RootSIFT):
 
     The colour channels are ``R - G`` and ``R + G - 2B`` (van de Sande et al.,
     2010); a gray image has flat colour channels, so its colour blocks are zeros.
+    They are described at half the image's resolution, as a JPEG stores its
+    colour: the same keypoints, each at the next coarser octave (the finest
+    one stays the finest), which costs a quarter of the pixels of describing
+    them at full resolution.
     """
 
     name = "opponent-rootsift"
     summary = "RootSIFT of intensity and two opponent-colour channels, 384-d"
+    revision = 1
 
     @property
     def descriptor_size(self) -> int:
         return 3 * self._detector.descriptorSize()
 
     def _described_further(self, image: np.ndarray, keypoints, descriptors: np.ndarray):
-        colour = [self._detector.compute(channel, keypoints)[1] for channel in _opponent(image)]
+        halved = [_at_half_resolution(keypoint) for keypoint in keypoints]
+        colour = [self._detector.compute(_half(channel), halved)[1] for channel in _opponent(image)]
         return np.hstack([descriptors, *colour])
+
+
+def _half(channel: np.ndarray) -> np.ndarray:
+    return cv2.resize(channel, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+
+
+def _at_half_resolution(keypoint: cv2.KeyPoint) -> cv2.KeyPoint:
+    """``keypoint`` in an image of half the size: half the position and size, an octave up.
+
+    OpenCV packs the octave (a signed byte) and the layer within it into
+    ``KeyPoint.octave``; its finest octave is -1 (the image doubled), so a
+    keypoint found there stays there, on a more blurred layer than it was
+    found on.
+    """
+    octave = keypoint.octave & 0xFF
+    octave = octave - 256 if octave >= 128 else octave
+    coarser = max(octave - 1, -1)
+    packed = (keypoint.octave & ~0xFF) | (coarser & 0xFF)
+    x, y = keypoint.pt
+    return cv2.KeyPoint(x / 2, y / 2, keypoint.size / 2, keypoint.angle, keypoint.response, packed)
 
 
 class DenseSIFT(SIFT):

@@ -124,8 +124,8 @@ function describeShares(recognised) {
       + ` + CNN ${parts.deep.toFixed(2)} + intercept ${parts.intercept.toFixed(2)}`;
   }
   const best = recognised.products[0].label;
-  const traditional = shares.probabilities.traditional[0];
-  const deep = shares.probabilities.deep[0];
+  const traditional = shares.probabilities.traditional;
+  const deep = shares.probabilities.deep;
   return `${best}: keypoints say ${(traditional * 100).toFixed(1)}% (weight`
     + ` ${shares.weights.traditional.toFixed(2)}), CNN says ${(deep * 100).toFixed(1)}%`
     + ` (weight ${shares.weights.deep.toFixed(2)})`;
