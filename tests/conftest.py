@@ -22,3 +22,14 @@ def user_cache_folder(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FUSIONREC_CACHE", str(folder))
         yield folder
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """PyTorch held to one thread for a module's tests (small networks run faster so)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,16 +21,10 @@ from fusionrec.files import ModelFileError, convert, describe_file, load_file
 from fusionrec.files.archive import ALIGNMENT, MAPPED_FROM_BYTES, ArchiveReader
 from fusionrec.search import DeferredInvertedFile
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL_LITE = Preprocessing(resize=112, crop=96, mean=(0.5,) * 3, std=(0.5,) * 3)
 TINY_WORDS = {"n_words": 8, "max_side": 160, "max_descriptors": 3000, "random_state": 0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,15 +21,9 @@ from fusionrec.deep.small_cnn import SmallCNN, build_small_cnn
 from fusionrec.deep.training import fine_tune, network_units
 from fusionrec.images import load_image
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL_LITE = Preprocessing(resize=112, crop=96, mean=(0.5,) * 3, std=(0.5,) * 3)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
