@@ -38,6 +38,10 @@ _ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMERIC_KINDS = "biuf"
 
 
+MAX_DEPTH = 100
+"""Deepest nesting of values a file may hold; fusionrec writes a few levels, never near it."""
+
+
 class Codec(Protocol):
     """Stores the attributes of one estimator class that the generic rules cannot."""
 
@@ -201,6 +205,7 @@ class Decoder:
         self.sklearn_version = sklearn_version
         self.modules = modules
         self._objects: dict[int, Any] = {}
+        self._depth = 0
 
     def error(self, where: str, problem: str) -> ModelFileError:
         """A :class:`ModelFileError` naming the file and the value."""
@@ -220,6 +225,15 @@ class Decoder:
         """The value of ``node``."""
         if isinstance(node, PLAIN):
             return node
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise self.archive.error("is nested too deeply to be a file fusionrec wrote")
+            return self._decoded(node, where)
+        finally:
+            self._depth -= 1
+
+    def _decoded(self, node: Any, where: str) -> Any:
         if isinstance(node, list):
             return [self.decode(item, f"{where}[{i}]") for i, item in enumerate(node)]
         if not isinstance(node, dict) or not isinstance(node.get("type"), str):
