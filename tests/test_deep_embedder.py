@@ -138,7 +138,9 @@ def test_auto_runtime_uses_onnxruntime_on_the_cpu_when_installed(monkeypatch, in
         with pytest.raises(ValueError, match="CPU only"):
             CNNEmbedder(runtime="onnxruntime")._uses_onnxruntime(gpu)
     else:
-        with pytest.raises(ImportError, match=r"pip install 'fusionrec\[onnx\]'"):
+        with pytest.raises(
+            ImportError, match="which fusionrec installs: pip install onnxruntime onnx onnxscript"
+        ):
             CNNEmbedder(runtime="onnxruntime")._uses_onnxruntime(cpu)
 
 
