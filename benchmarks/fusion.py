@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import cProfile
 import pstats
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from joblib.externals.loky import get_reusable_executor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
@@ -80,7 +78,7 @@ def accuracy(root: Path, cache: Path, precision: str = "float32") -> None:
 
 
 def memory(root: Path, cache: Path) -> None:
-    print("FusedClassifier(memory=cache, n_jobs=2) fit on training photos, peak resident memory")
+    print("FusedClassifier(memory=cache, n_jobs=2) fit on training photos, peak RSS of the process")
     for size in (600, 2640):
         command = [sys.executable, __file__, "fit-memory", "--root", str(root)]
         subprocess.run([*command, "-n", str(size), "--cache", str(cache)], check=True)
@@ -92,12 +90,7 @@ def fit_peak_memory(root: Path, n_images: int, cache: Path) -> None:
     started = time.perf_counter()
     FusedClassifier(memory=cache, n_jobs=2, random_state=0).fit(train[chosen], y_train[chosen])
     seconds = time.perf_counter() - started
-    get_reusable_executor().shutdown(wait=True)  # reap the workers, so their peak is counted
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(
-        f"  {n_images:5d} photos: peak RSS {peak_rss_mib():7.1f} MiB in the fitting process, "
-        f"{workers:7.1f} MiB in the largest worker ({seconds:.0f} s)"
-    )
+    print(f"  {n_images:5d} photos: peak RSS {peak_rss_mib():7.1f} MiB ({seconds:.0f} s)")
 
 
 def by_group(root: Path, photos: np.ndarray, correct: np.ndarray) -> str:
