@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from serve_helpers import catalogue_of, demo_root, fit_index, fit_model
 
+import fusionrec
 from fusionrec.serve import Batcher, ChangeLog, Overloaded, ServeSettings, create_app
 from fusionrec.serve.catalogue import Catalogue
 
@@ -341,6 +342,26 @@ def test_reranking_an_index_without_keypoints_is_refused(catalogue, index):
         assert client.get("/health").json()["rerank"] is False
     assert answer.status_code == 400
     assert answer.json()["error"] == "cannot_rerank"
+
+
+def test_explain_draws_the_explanation_of_the_product_classify_names(client, catalogue, model):
+    _, _, queries, _ = catalogue
+    answer = client.post("/explain", files=upload(queries[2]))
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/png"
+    picture = Image.open(io.BytesIO(answer.content))
+    expected = Image.open(io.BytesIO(fusionrec.explain(model, queries[2]).to_png()))
+    assert picture.size == expected.size
+    assert np.abs(np.asarray(picture, float) - np.asarray(expected, float)).mean() < 1.0
+
+
+def test_explain_refuses_what_is_not_a_photo_and_a_server_without_a_model(
+    client, writable, catalogue
+):
+    answer = client.post("/explain", files=upload(b"not a photo"))
+    assert answer.status_code == 400
+    assert "error" in answer.json()
+    assert writable.post("/explain", files=upload(catalogue[2][0])).json()["error"] == "no_model"
 
 
 def test_classify_without_a_model_is_404(writable, catalogue):

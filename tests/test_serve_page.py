@@ -121,6 +121,11 @@ def test_a_photo_finds_its_product_first_with_matches_drawn(browser, server, ind
     assert hits[0].get_attribute("data-id").split("/")[0] == product
     assert browser.find_element("id", "product-label").text == product
     assert "Decision score" in browser.find_element("id", "shares").text
+    wait_for(
+        browser, lambda d: d.find_element("tag name", "body").get_dom_attribute("data-explained")
+    )
+    assert browser.find_element("id", "explanation").is_displayed()
+    assert browser.execute_script("return document.getElementById('explanation').naturalWidth") > 0
     thumbnails_shown = browser.execute_script(
         "return [...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)"
     )

@@ -312,6 +312,22 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         return await service.submit(("classify", top), photo)
 
     @app.post(
+        "/explain",
+        dependencies=upload,
+        summary="Why the classifier named a product: shares, heat map and keypoints, as a PNG",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
+    async def explain(file: Annotated[UploadFile, photo_field]) -> Response:
+        if service.model is None:
+            raise ServiceError(
+                404, "no_model", "this server has no classifier: start it with --model MODEL"
+            )
+        photo = await read_photo(file, settings.max_upload_bytes)
+        picture = await run_in_threadpool(classification.explanation_png, service.model, photo)
+        return Response(picture, media_type="image/png")
+
+    @app.post(
         "/items",
         dependencies=[*may_change, *upload],
         status_code=201,

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..explanations import branch_shares
+from ..explanations import branch_shares, explain
 from ..fusion import FusedClassifier
+from ..images import ImageReadError
 from .errors import ServiceError
 from .photos import noise_photo
 
@@ -98,3 +99,27 @@ def _rounded(value: float) -> float:
 
 def _all(values: Mapping[str, float]) -> dict[str, float]:
     return {name: _rounded(value) for name, value in values.items()}
+
+
+def explanation_png(model: FusedClassifier, photo: bytes) -> bytes:
+    """:func:`fusionrec.explain`'s picture of why ``model`` named the product it did.
+
+    Raises
+    ------
+    ServiceError
+        400 for a photo that cannot be read, 422 for a model whose decision
+        does not split (a classifier that is not linear), 501 where captum,
+        which heat maps need, is not installed.
+    """
+    try:
+        return explain(model, photo).to_png()
+    except ImageReadError:
+        raise ServiceError(400, "unreadable_image", "the photo could not be read") from None
+    except TypeError as error:
+        raise ServiceError(422, "cannot_explain", str(error)) from None
+    except ImportError:
+        raise ServiceError(
+            501,
+            "explain_unavailable",
+            "heat maps need captum on the server: pip install 'fusionrec[explain]'",
+        ) from None

@@ -43,6 +43,7 @@ async function search(photo) {
     showHits(found);
     showProduct(recognised);
     document.body.dataset.state = "done";
+    if (recognised) await showExplanation(photo);
   } catch (error) {
     showError(error.message);
     document.body.dataset.state = "failed";
@@ -113,6 +114,20 @@ function showProduct(recognised) {
   }
   page.element("shares").textContent = describeShares(recognised);
   section.hidden = false;
+}
+
+async function showExplanation(photo) {
+  const picture = page.element("explanation");
+  picture.hidden = true;
+  const form = new FormData();
+  form.append("file", photo, photo.name || "photo.jpg");
+  const answer = await fetch("explain", { method: "POST", body: form });
+  if (!answer.ok) return;  // the numbers above stand without the picture
+  if (picture.src) URL.revokeObjectURL(picture.src);
+  picture.src = URL.createObjectURL(await answer.blob());
+  await loaded(picture.src);
+  picture.hidden = false;
+  document.body.dataset.explained = "yes";
 }
 
 function describeShares(recognised) {
