@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -159,18 +159,15 @@ class Branch:
     def _cached_descriptions(self, images: Sequence, keys: list[str]) -> CachedDescriptions:
         """Describe the photos the cache lacks, a bounded number at a time; the readable ones.
 
-        Nothing is kept in memory: the vocabulary reads each description back
-        from the cache as it samples it.
+        Cached descriptions are not read here, and nothing is kept in memory:
+        the vocabulary reads each description from the cache as it samples it.
         """
-        readable = []
-        for start in range(0, len(images), PHOTOS_AT_ONCE):
-            chunk = range(start, min(start + PHOTOS_AT_ONCE, len(images)))
-            chunk_keys = [keys[i] for i in chunk]
-            pairs = self._described([images[i] for i in chunk], chunk_keys)
-            readable += [
-                key for key, pair in zip(chunk_keys, pairs, strict=True) if pair is not None
-            ]
-        return CachedDescriptions(self._description_cache(), readable)
+        cache = self._description_cache()
+        missing = [i for i, key in enumerate(keys) if not cache.path(key).is_file()]
+        for chunk in _chunks(len(missing)):
+            chosen = missing[chunk]
+            self._described([images[i] for i in chosen], [keys[i] for i in chosen])
+        return CachedDescriptions(cache, [key for key in keys if cache.path(key).is_file()])
 
     def _described(self, images: Sequence, keys: list[str | None] | None = None) -> list:
         packed = cached_per_photo(
@@ -191,8 +188,7 @@ class Branch:
             cache = FeatureCache(self.location, f"encode-{self.vocabulary_key}")
         photos = list(zip(images, keys, strict=True))
         rows = []
-        for start in range(0, len(photos), PHOTOS_AT_ONCE):
-            chunk = slice(start, start + PHOTOS_AT_ONCE)
+        for chunk in _chunks(len(photos)):
             rows += cached_per_photo(photos[chunk], self._encode_described, cache, keys[chunk])
         return _stacked(rows, self.fitted_.n_features_out_)
 
@@ -236,6 +232,11 @@ class CachedDescriptions(Sequence):
         if rows is None:
             raise FileNotFoundError(f"the cached description {self.keys[index]} is gone")
         return rows[:, :2], rows[:, 2:]
+
+
+def _chunks(length: int) -> Iterator[slice]:
+    """Consecutive slices of at most :data:`PHOTOS_AT_ONCE` positions, covering ``length``."""
+    return (slice(start, start + PHOTOS_AT_ONCE) for start in range(0, length, PHOTOS_AT_ONCE))
 
 
 def _stacked(rows: list[np.ndarray | None], width: int) -> np.ndarray:
