@@ -82,7 +82,9 @@ def load_image(
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _decode_bytes(bytes(image), draft)
     if isinstance(image, Image.Image):
-        return _read_opened(image, _describe_pil(image), _Draft(max_side, None))
+        source = _describe_pil(image)
+        _refuse_bombs(image, source)
+        return _read_opened(image, source, _Draft(max_side, None))
     if isinstance(image, np.ndarray):
         return _shrink(_array_to_rgb(image), max_side)
     raise ImageReadError(
@@ -140,7 +142,7 @@ class _Draft(NamedTuple):
 
 
 def _read_opened(image: Image.Image, source: str, draft: _Draft) -> np.ndarray:
-    _refuse_bombs(image, source)
+    """Decode an opened image whose size has been checked against decompression bombs."""
     try:
         rgb = _pil_to_rgb(ImageOps.exif_transpose(image), source)
     except ImageReadError:
