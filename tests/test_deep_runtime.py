@@ -62,6 +62,37 @@ def test_an_unwritable_cache_folder_still_gives_the_export(tmp_path, monkeypatch
     assert onnx.load_from_string(runtime.exported_model(tiny_network(), 32)).graph.node
 
 
+def changed_in_place(network):
+    with torch.no_grad():
+        network[0].weight[0, 0, 0, 0] += 1
+
+
+def weights_replaced(network):
+    network[0].weight.data = torch.zeros_like(network[0].weight)
+
+
+def statistics_updated(network):
+    network.train()
+    network(torch.rand(2, 3, 8, 8))
+
+
+@pytest.mark.parametrize("change", [changed_in_place, weights_replaced, statistics_updated])
+def test_a_remembered_fingerprint_follows_every_change_to_the_network(change):
+    network = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten())
+    before = runtime.fingerprint(network, 8)
+    assert runtime.fingerprint(network, 8) == before
+    change(network)
+    after = runtime.fingerprint(network, 8)
+    assert after != before
+    assert after == runtime.fingerprint(copy_of(network), 8)
+
+
+def copy_of(network):
+    copy = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten())
+    copy.load_state_dict(network.state_dict())
+    return copy.train(network.training)
+
+
 def test_int8_embeddings_point_the_same_way_as_float32_ones(float32, int8, photos):
     exact, quantised = float32.transform(photos), int8.transform(photos)
     cosine = np.sum(exact * quantised, axis=1) / (

@@ -21,6 +21,7 @@ import io
 import logging
 import tempfile
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout, suppress
 from pathlib import Path
@@ -35,6 +36,7 @@ EXPORT_VERSION = 1
 """Changes whenever :func:`export_onnx` would export a network differently."""
 
 _SESSIONS: dict[str, object] = {}
+_FINGERPRINTS: dict[tuple, tuple[list[weakref.ref], str]] = {}
 
 
 def onnxruntime_available() -> bool:
@@ -43,12 +45,38 @@ def onnxruntime_available() -> bool:
 
 
 def fingerprint(network: nn.Module, crop: int) -> str:
-    """A key that changes whenever the network's parameters, settings or input size do."""
-    digest = hashlib.sha1(f"{type(network).__qualname__}({network.extra_repr()})/{crop}".encode())
-    for name, tensor in network.state_dict().items():
+    """A key that changes whenever the network's parameters, settings or input size do.
+
+    Hashing every weight takes tens of milliseconds, so a network's key is
+    remembered while its tensors are the same objects, at the same memory and
+    unchanged since (torch counts every in-place change in a tensor's
+    version): a service embedding batch after batch hashes its network once.
+    """
+    header = f"{type(network).__qualname__}({network.extra_repr()})/{crop}"
+    tensors = network.state_dict(keep_vars=True)
+    state = (header, *((name, id(t), t.data_ptr(), t._version) for name, t in tensors.items()))
+    remembered = _FINGERPRINTS.get(state)
+    if remembered is not None and _still_the_same(remembered[0], tensors.values()):
+        return remembered[1]
+    digest = hashlib.sha1(header.encode())
+    for name, tensor in tensors.items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    _forget_dead_fingerprints()
+    _FINGERPRINTS[state] = ([weakref.ref(t) for t in tensors.values()], digest.hexdigest())
     return digest.hexdigest()
+
+
+def _still_the_same(references: list[weakref.ref], tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether each reference still points at the tensor in its place (no id was reused)."""
+    return all(reference() is tensor for reference, tensor in zip(references, tensors, strict=True))
+
+
+def _forget_dead_fingerprints() -> None:
+    """Drop remembered keys of networks whose tensors are gone."""
+    for state, (references, _) in list(_FINGERPRINTS.items()):
+        if any(reference() is None for reference in references):
+            del _FINGERPRINTS[state]
 
 
 def export_onnx(network: nn.Module, crop: int) -> bytes:
