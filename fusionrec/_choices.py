@@ -12,3 +12,6 @@ FUSIONS = ("early", "late")
 
 SEARCHES = ("exact", "ivf")
 """How ProductIndex finds neighbours: every item compared, or faiss's inverted file."""
+
+PRECISIONS = ("float32", "int8")
+"""How CNNEmbedder runs its network: as trained, or quantised to int8 (faster on CPUs)."""

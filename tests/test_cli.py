@@ -15,10 +15,11 @@ from sklearn.linear_model import LogisticRegression
 
 import fusionrec
 from fusionrec import FusedClassifier, ProductIndex, __version__
-from fusionrec.cli import COMMANDS, main
+from fusionrec.cli import COMMANDS, build_parser, main
 from fusionrec.cli.demo import demo_split
 from fusionrec.cli.errors import CommandError
 from fusionrec.cli.model_file import load
+from fusionrec.cli.options import extractors
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTS = ("Banana", "Kiwi", "Oatly-Oat-Milk")
@@ -341,3 +342,11 @@ def test_help_does_not_load_pytorch():
         "sys.exit('torch' in sys.modules)\n"
     )
     assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("command", ["train", "index"])
+def test_precision_option_sets_the_deep_branch_precision(command):
+    args = build_parser().parse_args([command, "photos/", "--precision", "int8"])
+    assert extractors(args)["deep"].precision == "int8"
+    default = build_parser().parse_args([command, "photos/"])
+    assert extractors(default)["deep"].precision == "float32"

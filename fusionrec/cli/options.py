@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from .._choices import PRECISIONS
 from ..traditional import DETECTORS, ENCODINGS
 
 # Feature options and the extractor parameter each one sets.
@@ -16,7 +17,7 @@ TRADITIONAL_OPTIONS = {
     "pca": "pca_components",
     "max_descriptors": "max_descriptors",
 }
-DEEP_OPTIONS = {"backbone": "backbone", "weights": "weights"}
+DEEP_OPTIONS = {"backbone": "backbone", "weights": "weights", "precision": "precision"}
 _MEANS_NONE = {"pca_components": 0, "weights": "none"}
 
 
@@ -62,6 +63,13 @@ def add_feature_options(parser: argparse.ArgumentParser) -> None:
         metavar="WEIGHTS",
         help="the CNN's weights: 'default' (bundled, or torchvision's, downloaded once), 'none'"
         " (random), a torchvision weight name, or a local state-dict file",
+    )
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="how the CNN runs on a CPU: float32 (default), or int8, quantised on 64 of the"
+        " training photos: 1.7x faster end to end (Grocery Store: test accuracy unchanged, val"
+        " 1 point lower), for about 35 s more of training on 2 cores",
     )
 
 

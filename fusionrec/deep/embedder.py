@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._choices import PRECISIONS
 from .._pickling import NewParameterDefaults
 from .._validation import (
     ON_ERROR,
@@ -50,7 +51,6 @@ from .runtime import (
 from .training import fine_tune
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
-PRECISIONS = ("float32", "int8")
 CALIBRATION_PHOTOS = 64
 """How many of the photos given to ``fit`` calibrate an int8 network (evenly spaced)."""
 _PREFETCH_BATCHES = 2
