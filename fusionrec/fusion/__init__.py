@@ -9,6 +9,7 @@ from .features import (
     features_for,
     upgraded_branches,
 )
+from .rejection import threshold_for
 
 __all__ = [
     "DEFAULT_BLOCK_WEIGHTS",
@@ -17,5 +18,6 @@ __all__ = [
     "FusedFeatures",
     "check_block_weights",
     "features_for",
+    "threshold_for",
     "upgraded_branches",
 ]
