@@ -1,0 +1,195 @@
+"""The reject option: a photo of a product not in the training photos can be answered "unknown"."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import fusionrec
+from fusionrec import FusedClassifier, ProductIndex
+from fusionrec.evaluation import evaluate
+from fusionrec.fusion import threshold_for
+from fusionrec.fusion.rejection import class_groups, known_scores, with_unknown
+
+HELD_OUT = ["Arla-Standard-Milk", "Banana"]
+RATE = 0.05
+
+
+@pytest.fixture(scope="module")
+def memory(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="module")
+def open_set(demo):
+    """Every other photo of eight products trains; the rest, and two unseen products, test."""
+    photos = np.asarray(demo.data, dtype=object)
+    names = np.asarray(demo.target_names, dtype=object)[demo.target]
+    unknown = np.isin(names, HELD_OUT)
+    train = np.zeros(len(photos), dtype=bool)
+    train[::2] = True
+    return {
+        "train": (photos[train & ~unknown], names[train & ~unknown]),
+        "test": (photos[~train], names[~train]),
+        "test_unknown": unknown[~train],
+    }
+
+
+@pytest.fixture(scope="module")
+def rejecting(open_set, memory):
+    photos, names = open_set["train"]
+    return FusedClassifier("deep", false_accept_rate=RATE, memory=memory, random_state=0).fit(
+        photos, names
+    )
+
+
+# --- the calibration, on synthetic scores
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.05, 0.2, 0.5])
+def test_the_threshold_accepts_at_most_the_rate_and_no_stricter_than_needed(rate):
+    scores = np.random.default_rng(0).random(1000)
+    threshold = threshold_for(scores, rate)
+    accepted = np.sum(scores > threshold)
+    assert accepted / len(scores) <= rate
+    assert (accepted + 1) / len(scores) > rate  # one more accepted would break the rate
+
+
+def test_ties_at_the_threshold_are_all_rejected():
+    scores = np.array([0.9, 0.5, 0.5, 0.5, 0.1])
+    assert threshold_for(scores, 0.4) == 0.5
+    assert np.sum(scores > threshold_for(scores, 0.4)) == 1
+
+
+def test_every_product_is_left_out_exactly_once():
+    target = np.repeat(np.arange(13), 4)
+    groups = class_groups(target, random_state=0)
+    assert len(groups) == 5
+    assert sorted(np.concatenate(groups).tolist()) == list(range(13))
+    assert all(len(group) <= 13 - 2 for group in groups)
+
+
+def test_three_products_are_needed_to_stand_some_in_for_unknown_ones():
+    with pytest.raises(ValueError, match="at least three products"):
+        class_groups(np.array([0, 0, 1, 1]))
+
+
+def test_known_scores_are_the_highest_probabilities_and_keep_nan_rows():
+    log_probabilities = np.log([[0.2, 0.8], [np.nan, np.nan]])
+    np.testing.assert_allclose(known_scores(log_probabilities), [0.8, np.nan])
+
+
+def test_integer_labels_stay_integers_unless_the_unknown_label_is_not_one():
+    predicted = np.array([3, 4, 5])
+    rejected = np.array([False, True, False])
+    assert with_unknown(predicted, rejected, -1).dtype.kind == "i"
+    mixed = with_unknown(predicted, rejected, "none")
+    assert mixed.tolist() == [3, "none", 5]
+    assert isinstance(mixed[0], (int, np.integer))
+
+
+# --- FusedClassifier on the demo photos
+
+
+def test_photos_of_products_held_out_of_training_are_rejected(rejecting, open_set):
+    photos, names = open_set["test"]
+    unknown = open_set["test_unknown"]
+    predicted = rejecting.predict(photos)
+    assert rejecting.unknown_label_ == "unknown"
+    assert np.mean(predicted[unknown] == "unknown") >= 0.8
+    assert np.mean(predicted[unknown] == "unknown") > np.mean(predicted[~unknown] == "unknown")
+    accepted = ~unknown & (predicted != "unknown")
+    assert np.mean(predicted[accepted] == names[accepted]) >= 0.9
+
+
+def test_the_known_score_ranks_known_photos_above_unknown_ones(rejecting, open_set):
+    photos, _ = open_set["test"]
+    scores = rejecting.known_score(photos)
+    assert np.all((scores > 0) & (scores <= 1))
+    assert roc_auc_score(~open_set["test_unknown"], scores) >= 0.8
+    rejected = rejecting.predict(photos) == "unknown"
+    np.testing.assert_array_equal(rejected, scores <= rejecting.known_threshold_)
+
+
+def test_without_a_rate_nothing_is_rejected_and_probabilities_do_not_change(
+    rejecting, open_set, memory
+):
+    train, names = open_set["train"]
+    photos, _ = open_set["test"]
+    plain = FusedClassifier("deep", memory=memory, random_state=0).fit(train, names)
+    assert plain.known_threshold_ is None
+    assert set(plain.predict(photos)) <= set(plain.classes_)
+    np.testing.assert_allclose(plain.predict_proba(photos), rejecting.predict_proba(photos))
+
+
+def test_late_fusion_rejects_a_held_out_product_too(open_set, memory):
+    train, names = open_set["train"]
+    model = FusedClassifier(
+        "deep", false_accept_rate=RATE, memory=memory, random_state=0
+    ).set_params(branch="fused", fusion="late", traditional=_small_traditional())
+    model.fit(train, names)
+    photos, _ = open_set["test"]
+    unknown = open_set["test_unknown"]
+    assert np.mean(model.predict(photos)[unknown] == "unknown") >= 0.8
+
+
+def _small_traditional():
+    return fusionrec.BagOfVisualWords(
+        "rootsift", n_words=16, encoding="vlad", max_side=160, random_state=0
+    )
+
+
+def test_integer_labels_get_minus_one_and_keep_their_dtype(open_set, memory, demo):
+    train, names = open_set["train"]
+    codes = np.searchsorted(np.asarray(demo.target_names), names.astype(str))
+    model = FusedClassifier("deep", false_accept_rate=RATE, memory=memory, random_state=0)
+    predicted = model.fit(train, codes).predict(open_set["test"][0])
+    assert model.unknown_label_ == -1
+    assert predicted.dtype.kind == "i"
+    assert np.any(predicted == -1)
+
+
+def test_an_unknown_label_that_names_a_product_is_refused(open_set, memory):
+    train, names = open_set["train"]
+    model = FusedClassifier("deep", unknown_label="Kiwi", memory=memory)
+    with pytest.raises(ValueError, match="unknown_label 'Kiwi' is also the label of a product"):
+        model.fit(train, names)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.5, "5%"])
+def test_a_bad_rate_is_named(open_set, rate):
+    train, names = open_set["train"]
+    with pytest.raises(ValueError, match="false_accept_rate must be"):
+        FusedClassifier("deep", false_accept_rate=rate).fit(train, names)
+
+
+def test_the_threshold_survives_saving(rejecting, open_set, tmp_path):
+    path = fusionrec.save(rejecting, tmp_path / "model.fusionrec")
+    loaded = fusionrec.load(path)
+    photos, _ = open_set["test"]
+    assert loaded.known_threshold_ == rejecting.known_threshold_
+    np.testing.assert_array_equal(loaded.predict(photos), rejecting.predict(photos))
+
+
+def test_the_report_counts_rejected_photos_in_their_own_row(rejecting, open_set):
+    photos, names = open_set["test"]
+    truth = np.where(open_set["test_unknown"], "unknown", names)
+    report = evaluate(truth, rejecting.predict(photos), unknown_label="unknown")
+    assert report.labels[-1] == "unknown"
+    assert report.n_rejected == np.sum(rejecting.predict(photos) == "unknown")
+    assert report.per_class["unknown"]["support"] == np.sum(open_set["test_unknown"])
+    assert sum(report.confusion[-1]) == np.sum(open_set["test_unknown"])
+
+
+# --- ProductIndex
+
+
+def test_an_index_query_below_the_minimum_score_has_no_match(open_set, memory):
+    photos, _ = open_set["train"]
+    index = ProductIndex(memory=memory).fit(photos, ids=list(range(len(photos))))
+    query = open_set["test"][0][:3]
+    [best, *_] = index.query(query, k=3)
+    found = index.query(query, k=3, min_score=float(best.scores[0]) + 1e-6)
+    assert len(found[0]) == 0
+    assert found[0].best is None
+    kept = index.query(query, k=3, min_score=float(best.scores[1]))[0]
+    np.testing.assert_array_equal(kept.ids, best.ids[:2])
