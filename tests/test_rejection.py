@@ -1,11 +1,17 @@
 """The reject option: a photo of a product not in the training photos can be answered "unknown"."""
 
+import io
+import json
+import shutil
+from contextlib import redirect_stdout
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
 import fusionrec
 from fusionrec import FusedClassifier, ProductIndex
+from fusionrec.cli import main
 from fusionrec.evaluation import evaluate
 from fusionrec.fusion import threshold_for
 from fusionrec.fusion.rejection import class_groups, known_scores, with_unknown
@@ -193,3 +199,61 @@ def test_an_index_query_below_the_minimum_score_has_no_match(open_set, memory):
     assert found[0].best is None
     kept = index.query(query, k=3, min_score=float(best.scores[1]))[0]
     np.testing.assert_array_equal(kept.ids, best.ids[:2])
+
+
+# --- the command line
+
+CLI_PRODUCTS = ("Banana", "Kiwi", "Lemon", "Oatly-Oat-Milk")
+CLI_UNSEEN = "Tropicana-Apple-Juice"
+
+
+@pytest.fixture(scope="module")
+def cli_folders(tmp_path_factory, demo):
+    """Training folders of four products; test folders of them and of one more."""
+    root = tmp_path_factory.mktemp("photos")
+    for product in (*CLI_PRODUCTS, CLI_UNSEEN):
+        photos = demo.data[demo.target == demo.target_names.index(product)]
+        parts = [("test", photos[8:12])]
+        if product != CLI_UNSEEN:
+            parts.append(("train", photos[:8]))
+        for part, chosen in parts:
+            (root / part / product).mkdir(parents=True)
+            for photo in chosen:
+                shutil.copy(photo, root / part / product)
+    return root / "train", root / "test"
+
+
+@pytest.fixture(scope="module")
+def cli_model(cli_folders, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.fusionrec"
+    out = io.StringIO()
+    with redirect_stdout(out):
+        argv = ["train", str(cli_folders[0]), "-o", str(path), "--branch", "deep"]
+        assert main([*argv, "--false-accept-rate", "0.05", "--seed", "0"]) == 0
+    assert "answered 'unknown' (not a known product)" in out.getvalue()
+    return path
+
+
+def test_cli_evaluate_shows_rejected_photos_as_their_own_row(cli_model, cli_folders, capsys):
+    assert main(["evaluate", str(cli_model), str(cli_folders[1])]) == 0
+    out = capsys.readouterr().out
+    assert f"right only when rejected (row 'unknown'): {CLI_UNSEEN}" in out
+    [rejected] = [line for line in out.splitlines() if line.startswith("rejected ")]
+    [row] = [line for line in out.splitlines() if line.startswith("unknown ")]
+    assert int(rejected.split()[1]) >= 1
+    assert row.split()[-1] == "4"  # the four photos of the unseen product
+
+
+def test_cli_predict_says_a_photo_is_of_no_known_product(cli_model, cli_folders, capsys):
+    unseen = sorted(str(path) for path in (cli_folders[1] / CLI_UNSEEN).iterdir())
+    assert main(["predict", str(cli_model), *unseen, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    model = fusionrec.load(cli_model)
+    np.testing.assert_array_equal(
+        [not result["known"] for result in results], model.predict(unseen) == "unknown"
+    )
+    assert main(["predict", str(cli_model), *unseen]) == 0
+    out = capsys.readouterr().out
+    rejected = sum(not result["known"] for result in results)
+    assert out.count("not a known product; closest: ") == rejected
+    assert out.strip().endswith(f"{rejected} of {len(unseen)} photos: not a known product")
