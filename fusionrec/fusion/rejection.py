@@ -63,6 +63,19 @@ class RejectsUnknown:
     target)``, training its classifiers afresh on some photos; and
     ``_combined_log_probabilities(blocks, classifiers)``, their fused
     log-probabilities.
+
+    Examples
+    --------
+    >>> from fusionrec import FusedClassifier
+    >>> from fusionrec.datasets import load_demo_products
+    >>> demo = load_demo_products()
+    >>> model = FusedClassifier("deep", false_accept_rate=0.05, random_state=0)
+    >>> model = model.fit(demo.data[::3], demo.target[::3])
+    >>> model.unknown_label_, bool(0 < model.known_threshold_ < 1)
+    (-1, True)
+    >>> predicted = model.predict(demo.data[1:3])
+    >>> predicted.dtype.kind, set(predicted) <= {-1, *model.classes_}
+    ('i', True)
     """
 
     def known_score(self, X: Any) -> np.ndarray:
