@@ -157,8 +157,10 @@ def test_integer_labels_get_minus_one_and_keep_their_dtype(open_set, memory, dem
 def test_an_unknown_label_that_names_a_product_is_refused(open_set, memory):
     train, names = open_set["train"]
     model = FusedClassifier("deep", unknown_label="Kiwi", memory=memory)
+    model.fit(train, names)  # never rejecting, it never answers the label
+    assert model.unknown_label_ is None
     with pytest.raises(ValueError, match="unknown_label 'Kiwi' is also the label of a product"):
-        model.fit(train, names)
+        model.set_params(false_accept_rate=RATE).fit(train, names)
 
 
 @pytest.mark.parametrize("rate", [0.0, 1.5, "5%"])

@@ -119,8 +119,8 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
     known_threshold_ : float or None
         Photos whose known score is at most this are rejected; ``None``
         without ``false_accept_rate``.
-    unknown_label_ : str or int
-        The label of rejected photos.
+    unknown_label_ : str, int or None
+        The label of rejected photos; ``None`` without ``false_accept_rate``.
 
     Examples
     --------

@@ -99,10 +99,10 @@ class RejectsUnknown:
 
     def _fit_rejection(self, blocks: Mapping[str, np.ndarray], target: np.ndarray) -> None:
         """Learn ``known_threshold_`` and ``unknown_label_`` (``fit``'s last step)."""
-        self.unknown_label_ = resolved_unknown_label(self.unknown_label, self.classes_)
         if self.false_accept_rate is None:
-            self.known_threshold_ = None
+            self.known_threshold_ = self.unknown_label_ = None
             return
+        self.unknown_label_ = resolved_unknown_label(self.unknown_label, self.classes_)
         stand_ins = self._stand_in_unknown_scores(blocks, target)
         self.known_threshold_ = threshold_for(stand_ins, self.false_accept_rate)
 
