@@ -93,12 +93,12 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
     false_accept_rate : float in (0, 1] or None, default=None
         The reject option. ``None``: every photo gets a product. A rate:
         ``predict`` answers ``unknown_label_`` for a photo whose
-        :meth:`known_score` is at most ``known_threshold_``, learned in
-        ``fit`` so that about this fraction of photos of products *not* in
-        the training photos would still be given a product. ``fit`` learns
-        it by leaving groups of products out in turn (see
-        :mod:`fusionrec.fusion.rejection`), which needs at least three
-        products and trains up to five more classifiers.
+        ``known_score`` is at most ``known_threshold_``, learned in ``fit``
+        so that about this fraction of photos of products *not* in the
+        training photos would still be given a product. ``fit`` learns it by
+        leaving groups of products out in turn (see
+        :class:`fusionrec.fusion.RejectsUnknown`), which needs at least
+        three products and trains up to five more classifiers.
     unknown_label : str or int, default="auto"
         What ``predict`` answers for a rejected photo; ``"auto"``: ``-1``
         when the labels are integers, else ``"unknown"``.

@@ -57,6 +57,14 @@ REJECTION_CONSTRAINTS = {
 class RejectsUnknown:
     """Mixin of :class:`fusionrec.FusedClassifier`: the reject option.
 
+    ``known_score`` is a photo's highest fused probability. With
+    ``false_accept_rate``, ``fit`` learns ``known_threshold_`` by leaving
+    products out: split at random into up to five groups, each group's
+    photos are scored by classifiers trained on the other products' photos,
+    standing in for photos of unknown products; the threshold is the score
+    that at most ``false_accept_rate`` of them exceed. ``predict`` answers
+    ``unknown_label_`` for photos at or below it.
+
     The host classifier provides ``false_accept_rate``, ``unknown_label``,
     ``n_jobs`` and ``random_state``; ``_log_probabilities(X)`` (normalised
     log-probabilities and the dropped rows); ``_fitted_classifiers(blocks,
