@@ -7,13 +7,14 @@ from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import fusionrec
 from fusionrec import FusedClassifier, ProductIndex
 from fusionrec.cli import main
 from fusionrec.evaluation import evaluate
-from fusionrec.fusion import threshold_for
+from fusionrec.fusion import RejectsUnknown, threshold_for
 from fusionrec.fusion.rejection import class_groups, known_scores, with_unknown
 
 HELD_OUT = ["Arla-Standard-Milk", "Banana"]
@@ -91,6 +92,55 @@ def test_integer_labels_stay_integers_unless_the_unknown_label_is_not_one():
     mixed = with_unknown(predicted, rejected, "none")
     assert mixed.tolist() == [3, "none", 5]
     assert isinstance(mixed[0], (int, np.integer))
+
+
+class BlobClassifier(RejectsUnknown):
+    """The smallest host of the reject option: a logistic regression on feature rows."""
+
+    def __init__(self, false_accept_rate=None, unknown_label="auto", n_jobs=None, random_state=0):
+        self.false_accept_rate = false_accept_rate
+        self.unknown_label = unknown_label
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        self.classes_, target = np.unique(y, return_inverse=True)
+        self.classifiers_ = self._fitted_classifiers({"rows": X}, target)
+        self._fit_rejection({"rows": X}, target)
+        return self
+
+    def predict(self, X):
+        log_probabilities, _ = self._log_probabilities(X)
+        predicted = self.classes_[log_probabilities.argmax(axis=1)]
+        return self._rejected_as_unknown(predicted, log_probabilities)
+
+    def _fitted_classifiers(self, blocks, target):
+        return {"rows": LogisticRegression().fit(blocks["rows"], target)}
+
+    def _combined_log_probabilities(self, blocks, classifiers=None):
+        classifier = (classifiers or self.classifiers_)["rows"]
+        return classifier.predict_log_proba(blocks["rows"])
+
+    def _log_probabilities(self, X):
+        return self._combined_log_probabilities({"rows": X}), np.zeros(len(X), dtype=bool)
+
+
+def blobs(centres, per_blob, seed):
+    """``per_blob`` points round each centre (unit spread), labelled by the centre's position."""
+    rng = np.random.default_rng(seed)
+    points = [centre + rng.normal(size=(per_blob, len(centre))) for centre in centres]
+    return np.concatenate(points), np.repeat(np.arange(len(centres)), per_blob)
+
+
+def test_separable_products_are_kept_and_a_product_never_seen_is_rejected():
+    centres = 8.0 * np.eye(10)  # ten products, each far along its own axis
+    known_rows, known_labels = blobs(centres[:8], 40, seed=0)
+    model = BlobClassifier(false_accept_rate=RATE).fit(known_rows, known_labels)
+    test_rows, test_labels = blobs(centres, 40, seed=1)  # two products the model never saw
+    predicted = model.predict(test_rows)
+    unknown = test_labels >= 8
+    assert np.mean(predicted[unknown] != -1) <= 2 * RATE
+    np.testing.assert_array_equal(predicted[~unknown], test_labels[~unknown])
 
 
 # --- FusedClassifier on the demo photos
