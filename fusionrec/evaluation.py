@@ -37,6 +37,12 @@ class EvaluationReport:
         ``confusion[i][j]`` counts photos of ``labels[i]`` predicted as ``labels[j]``.
     n_photos : int
         How many photos were scored.
+    n_rejected : int
+        How many photos the classifier rejected as of no known product
+        (predicted ``unknown_label``).
+    unknown_label : str, int or None
+        The label of rejected photos, whose row and column come last in
+        ``per_class`` and ``confusion``; ``None``: nothing is rejected.
     """
 
     accuracy: float
@@ -47,6 +53,8 @@ class EvaluationReport:
     per_class: dict
     confusion: list
     n_photos: int
+    n_rejected: int = 0
+    unknown_label: Any = None
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write the report as JSON and return the path."""
@@ -90,6 +98,7 @@ def evaluate(
     y_pred: Any,
     *,
     labels: Any = None,
+    unknown_label: Any = None,
     output_dir: str | os.PathLike | None = None,
 ) -> EvaluationReport:
     """Score predictions against the true products.
@@ -102,6 +111,13 @@ def evaluate(
     labels : array-like, optional
         The products to report, in order; default: every label in ``y_true``
         and ``y_pred``, sorted.
+    unknown_label : str, int or None, optional
+        The label a classifier with a reject option predicts for a photo of
+        no known product (``FusedClassifier.unknown_label_``); a true label
+        equal to it marks a photo of a product the classifier was not
+        trained on. Rejections get their own row and column, last, and are
+        counted in ``n_rejected``; a rejected photo of an unknown product is
+        a correct answer. Macro averages are over the products only.
     output_dir : str or path, optional
         Also write ``report.json`` and ``confusion_matrix.png`` there.
 
@@ -126,7 +142,10 @@ def evaluate(
         raise ValueError("nothing to evaluate: y_true is empty")
     if labels is None:
         labels = _sorted_labels({label for label in [*truth, *predicted] if label is not None})
-    labels = list(labels)
+    labels = [label for label in labels if unknown_label is None or label != unknown_label]
+    products = len(labels)
+    if unknown_label is not None:
+        labels.append(unknown_label)
     position = {label: i for i, label in enumerate(labels)}
     # integer codes: labels of any type compare, and an unknown or dropped
     # prediction (-2) can never equal an unknown true label (-1)
@@ -138,9 +157,9 @@ def evaluate(
     )
     report = EvaluationReport(
         accuracy=float(accuracy_score(truth, predicted)),
-        macro_precision=float(precision.mean()),
-        macro_recall=float(recall.mean()),
-        macro_f1=float(f1.mean()),
+        macro_precision=float(precision[:products].mean()),
+        macro_recall=float(recall[:products].mean()),
+        macro_f1=float(f1[:products].mean()),
         labels=labels,
         per_class={
             label: {
@@ -153,6 +172,8 @@ def evaluate(
         },
         confusion=confusion_matrix(truth, predicted, labels=codes).tolist(),
         n_photos=len(truth),
+        n_rejected=int(np.sum(predicted == len(labels) - 1)) if unknown_label is not None else 0,
+        unknown_label=unknown_label,
     )
     if output_dir is not None:
         folder = Path(output_dir)

@@ -20,7 +20,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="score a trained model on a folder of labelled photos",
         description="Predict every photo in FOLDER (one sub-folder per product, as for"
         " 'fusionrec train') with MODEL and print accuracy, macro and per-product precision,"
-        " recall and F1. With --report, also write report.json and confusion_matrix.png.",
+        " recall and F1. With --report, also write report.json and confusion_matrix.png."
+        " A model trained with --false-accept-rate has a last row for the photos it rejected;"
+        " a sub-folder of a product it does not know is right when rejected.",
         epilog="example: fusionrec evaluate model.fusionrec test-photos/ --report report/",
     )
     parser.add_argument("model", metavar="MODEL", help="model file from 'fusionrec train'")
@@ -42,10 +44,20 @@ def run(args: argparse.Namespace) -> int:
     truth = np.asarray(photos.target_names, dtype=object)[photos.target]
     model.set_params(on_error="raise")
     show_progress(model, args.verbose)
-    report = evaluate(truth, model.predict(photos.data), output_dir=args.report)
-    print(f"{report.n_photos} photos of {len(photos.target_names)} products in {args.folder}")
     unknown = sorted(set(photos.target_names) - set(model.classes_))
-    if unknown:
+    rejects = getattr(model, "known_threshold_", None) is not None
+    unknown_label = model.unknown_label_ if rejects else None
+    if rejects:
+        truth[np.isin(truth, unknown)] = unknown_label
+    predicted = model.predict(photos.data)
+    report = evaluate(truth, predicted, unknown_label=unknown_label, output_dir=args.report)
+    print(f"{report.n_photos} photos of {len(photos.target_names)} products in {args.folder}")
+    if unknown and rejects:
+        print(
+            f"not in the model, so right only when rejected (row {unknown_label!r}):"
+            f" {', '.join(unknown)}"
+        )
+    elif unknown:
         print(f"not in the model, so every photo of it is wrong: {', '.join(unknown)}")
     print(format_report(report))
     if args.report is not None:
@@ -62,6 +74,7 @@ def format_report(report: EvaluationReport) -> str:
         f"macro precision  {report.macro_precision:.3f}",
         f"macro recall     {report.macro_recall:.3f}",
         f"macro F1         {report.macro_f1:.3f}",
+        *_rejected_line(report),
         "",
         f"{'product':{width}}  precision  recall     F1  photos",
     ]
@@ -71,3 +84,10 @@ def format_report(report: EvaluationReport) -> str:
             f"  {scores['f1']:5.3f}  {scores['support']:6d}"
         )
     return "\n".join(lines)
+
+
+def _rejected_line(report: EvaluationReport) -> list[str]:
+    """How many photos the model rejected, when it can reject."""
+    if report.unknown_label is None:
+        return []
+    return [f"rejected         {report.n_rejected} photos (as {report.unknown_label!r})"]

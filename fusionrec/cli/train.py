@@ -19,6 +19,7 @@ from .options import (
     add_verbose_option,
     at_least,
     build_classifier,
+    number,
     show_progress,
 )
 
@@ -58,6 +59,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         " EPOCHS passes (a tenth of the photos held out to stop early); takes minutes per"
         " thousand photos on a CPU",
     )
+    parser.add_argument(
+        "--false-accept-rate",
+        type=number(float, lambda value: 0 < value <= 1, "a rate in (0, 1]"),
+        metavar="RATE",
+        help="let the model answer 'not a known product': about this fraction of photos of"
+        " products not in FOLDER would still get a product (0.05, say; learnt by leaving"
+        " groups of products out in turn); default: never reject",
+    )
     add_run_options(parser)
     add_verbose_option(parser)
     parser.set_defaults(run=run)
@@ -80,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         fusion=args.fusion,
         on_error=args.on_error,
         verbose=int(args.verbose),
+        false_accept_rate=args.false_accept_rate,
     )
     if args.fine_tune:
         from ..deep import FineTuning  # PyTorch loads when a command needs it, not for --help
@@ -103,5 +113,10 @@ def run(args: argparse.Namespace) -> int:
         f"trained a {model_name(args.branch, args.fusion)} classifier on {n_photos} photos of"
         f" {len(model.classes_)} products in {seconds:.1f} s"
     )
+    if model.known_threshold_ is not None:
+        print(
+            f"photos whose best product has a probability of {model.known_threshold_:.3f} or"
+            f" less are answered {model.unknown_label_!r} (not a known product)"
+        )
     print(f"saved to {path}")
     return 0

@@ -9,13 +9,16 @@ from .features import (
     features_for,
     upgraded_branches,
 )
+from .rejection import RejectsUnknown, threshold_for
 
 __all__ = [
     "DEFAULT_BLOCK_WEIGHTS",
     "FUSED_CONSTRAINTS",
     "FusedClassifier",
     "FusedFeatures",
+    "RejectsUnknown",
     "check_block_weights",
     "features_for",
+    "threshold_for",
     "upgraded_branches",
 ]

@@ -31,6 +31,7 @@ from .features import (
     upgraded_branches,
 )
 from .fitting import fit_cached
+from .rejection import REJECTION_CONSTRAINTS, RejectsUnknown
 from .row_space import fit_in_row_space
 
 _LATE_WEIGHT_GRID = np.linspace(0.0, 1.0, 21)
@@ -41,7 +42,7 @@ def default_classifier(random_state: Any = None) -> LogisticRegression:
     return LogisticRegression(C=10.0, max_iter=3000, random_state=random_state)
 
 
-class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
+class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, BaseEstimator):
     """Classify product photos with keypoint features, CNN features, or both fused.
 
     The flowchart's decision: ``branch`` picks the traditional branch, the deep
@@ -85,9 +86,22 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         joblib workers of the default traditional branch and of the
         late-fusion cross-validation.
     random_state : int, RandomState or None, default=None
-        Seeds the default traditional branch, the default classifier and the
-        late-fusion folds; ``None``: unseeded.
+        Seeds the default traditional branch, the default classifier, the
+        late-fusion folds and the products left out to calibrate
+        ``false_accept_rate``; ``None``: unseeded.
     verbose : int, default=0
+    false_accept_rate : float in (0, 1] or None, default=None
+        The reject option. ``None``: every photo gets a product. A rate:
+        ``predict`` answers ``unknown_label_`` for a photo whose
+        ``known_score`` is at most ``known_threshold_``, learned in ``fit``
+        so that about this fraction of photos of products *not* in the
+        training photos would still be given a product. ``fit`` learns it by
+        leaving groups of products out in turn (see
+        :class:`fusionrec.fusion.RejectsUnknown`), which needs at least
+        three products and trains up to five more classifiers.
+    unknown_label : str or int, default="auto"
+        What ``predict`` answers for a rejected photo; ``"auto"``: ``-1``
+        when the labels are integers, else ``"unknown"``.
 
     Attributes
     ----------
@@ -102,6 +116,11 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         Weight of the traditional branch's log-probabilities (late fusion only).
     dropped_indices_ : ndarray
         Positions of training photos dropped by ``on_error``.
+    known_threshold_ : float or None
+        Photos whose known score is at most this are rejected; ``None``
+        without ``false_accept_rate``.
+    unknown_label_ : str, int or None
+        The label of rejected photos; ``None`` without ``false_accept_rate``.
 
     Examples
     --------
@@ -114,10 +133,12 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
     """
 
     _renamed: ClassVar[dict] = {"weights": "block_weights"}
+    _added_parameters: ClassVar[dict] = {"false_accept_rate": None, "unknown_label": "auto"}
     _parameter_rules: dict = {  # noqa: RUF012
         "fusion": (Options(FUSIONS),),
         **FUSED_CONSTRAINTS,
         **RUN_CONSTRAINTS,
+        **REJECTION_CONSTRAINTS,
     }
 
     def __init__(
@@ -134,6 +155,8 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         random_state: Any = None,
         verbose: int = 0,
+        false_accept_rate: float | None = None,
+        unknown_label: str | int = "auto",
     ) -> None:
         self.branch = branch
         self.fusion = fusion
@@ -146,6 +169,8 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.false_accept_rate = false_accept_rate
+        self.unknown_label = unknown_label
 
     def _upgraded(self, state: dict) -> dict:
         """Before 0.1.0 (unreleased), the fitted branches were kept in ``branches_``."""
@@ -187,9 +212,8 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
             if self._is_late():
                 self._fit_late(kept, target)
             else:
-                features = self.features_.fuse(kept)
-                classifier = self._fit_classifier(self._new_classifier(), features, target)
-                self.classifiers_ = {"fused": classifier}
+                self.classifiers_ = self._fitted_classifiers(kept, target)
+            self._fit_rejection(kept, target)
         return self
 
     def _new_classifier(self, probabilities: bool = False):
@@ -205,21 +229,37 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         """Fit ``classifier``, or reuse the same fit from ``memory``."""
         return fit_cached(classifier, features, target, cache_location(self.memory))
 
+    def _fitted_classifiers(self, blocks: dict[str, np.ndarray], target: np.ndarray) -> dict:
+        """Classifiers as ``classifiers_`` holds them, trained on these photos."""
+        if self._is_late():
+            return {
+                name: self._fit_classifier(
+                    self._new_classifier(probabilities=True),
+                    self.features_.fuse({name: block}),
+                    target,
+                )
+                for name, block in blocks.items()
+            }
+        features = self.features_.fuse(blocks)
+        return {"fused": self._fit_classifier(self._new_classifier(), features, target)}
+
     def _fit_late(self, blocks: dict[str, np.ndarray], target: np.ndarray) -> None:
         """One classifier per branch; the weight of their log-probabilities from held-out folds."""
         smallest = int(np.bincount(target).min())
         folds = StratifiedKFold(
             n_splits=max(2, min(5, smallest)), shuffle=True, random_state=self.random_state
         )
-        held_out = {}
-        self.classifiers_ = {}
-        for name, block in blocks.items():
-            features = self.features_.fuse({name: block})
-            classifier = self._new_classifier(probabilities=True)
-            held_out[name] = _held_out_probabilities(
-                classifier, features, target, folds, self.n_jobs
+        held_out = {
+            name: _held_out_probabilities(
+                self._new_classifier(probabilities=True),
+                self.features_.fuse({name: block}),
+                target,
+                folds,
+                self.n_jobs,
             )
-            self.classifiers_[name] = self._fit_classifier(classifier, features, target)
+            for name, block in blocks.items()
+        }
+        self.classifiers_ = self._fitted_classifiers(blocks, target)
         self.late_weight_ = _best_weight(held_out["traditional"], held_out["deep"], target)
 
     def _log_probabilities(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -239,15 +279,18 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
             log_probabilities[~dropped] = self._combined_log_probabilities(kept)
         return log_probabilities, dropped
 
-    def _combined_log_probabilities(self, kept: dict[str, np.ndarray]) -> np.ndarray:
+    def _combined_log_probabilities(
+        self, kept: Mapping[str, np.ndarray], classifiers: dict | None = None
+    ) -> np.ndarray:
+        classifiers = self.classifiers_ if classifiers is None else classifiers
         if self._is_late():
             parts = [
-                _log_proba(self.classifiers_[name], self.features_.fuse({name: block}))
+                _log_proba(classifiers[name], self.features_.fuse({name: block}))
                 for name, block in kept.items()
             ]
             combined = self.late_weight_ * parts[0] + (1 - self.late_weight_) * parts[1]
         else:
-            combined = _log_proba(self.classifiers_["fused"], self.features_.fuse(kept))
+            combined = _log_proba(classifiers["fused"], self.features_.fuse(kept))
         return combined - _log_sum_exp(combined)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -278,11 +321,15 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         return np.exp(log_probabilities)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable product of each photo (``None`` for photos dropped by ``on_error``)."""
+        """The most probable product of each photo.
+
+        ``unknown_label_`` for photos rejected as of no known product (with
+        ``false_accept_rate``), ``None`` for photos dropped by ``on_error``.
+        """
         log_probabilities, dropped = self._log_probabilities(X)
         labels = np.zeros(len(dropped), dtype=int)
         labels[~dropped] = np.argmax(log_probabilities[~dropped], axis=1)
-        predicted = self.classes_[labels]
+        predicted = self._rejected_as_unknown(self.classes_[labels], log_probabilities)
         if dropped.any():
             predicted = predicted.astype(object)
             predicted[dropped] = None

@@ -241,7 +241,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
             self.keypoints_ = [self.keypoints_[i] for i in np.flatnonzero(keep)]
         return self
 
-    def query(self, X: Any, k: int = 10) -> list[Matches | None]:
+    def query(self, X: Any, k: int = 10, *, min_score: float | None = None) -> list[Matches | None]:
         """The ``k`` best matches of each query photo.
 
         Parameters
@@ -249,6 +249,11 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         X : sequence of images
         k : int, default=10
             Matches per query; clipped to the number of items in the index.
+        min_score : float or None, default=None
+            Keep only matches whose cosine similarity is at least this, so
+            that a photo of a product not in the catalogue can get no match
+            (an empty ``Matches``). ``fusionrec.fusion.threshold_for`` learns
+            one for a false-accept rate (docs/fusion.md, "Not in the catalogue").
 
         Returns
         -------
@@ -277,6 +282,8 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         else:
             for row, position in enumerate(readable):
                 results[position] = Matches(self.ids_[indices[row]], scores[row])
+        if min_score is not None:
+            results = [None if found is None else found.at_least(min_score) for found in results]
         return results
 
     def __sklearn_tags__(self):

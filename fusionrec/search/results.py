@@ -47,6 +47,25 @@ class Matches:
         """The id of the best match (``None`` when there is no match)."""
         return self.ids[:1].tolist()[0] if len(self.ids) else None
 
+    def at_least(self, min_score: float) -> Matches:
+        """Only the matches whose score is at least ``min_score``, in the same order.
+
+        Examples
+        --------
+        >>> matches = Matches(np.array(["tea", "milk"]), np.array([0.9, 0.4], np.float32))
+        >>> matches.at_least(0.5).ids.tolist(), len(matches.at_least(0.95))
+        (['tea'], 0)
+        """
+        kept = np.flatnonzero(self.scores >= min_score)
+        return Matches(
+            self.ids[kept],
+            self.scores[kept],
+            None if self.inliers is None else self.inliers[kept],
+            None
+            if self.inlier_positions is None
+            else tuple(self.inlier_positions[i] for i in kept),
+        )
+
     def to_dict(self) -> dict:
         """Plain lists, ready for ``json.dumps``."""
         result = {"ids": self.ids.tolist(), "scores": self.scores.tolist()}
