@@ -92,7 +92,7 @@ class DuplicateSheet(DrawsPNG):
     def _title(self) -> str:
         inliers = self.group.inliers
         return (
-            f"{len(self.group)} photos of one product photo: {len(inliers)} verified pairs, "
+            f"{len(self.group)} near-duplicate photos: {len(inliers)} verified pairs, "
             f"{inliers.min()}-{inliers.max()} keypoint matches"
         )
 
