@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from . import model_file
 from .errors import CommandError
 from .options import add_allow_pickle_option, add_verbose_option, at_least, number
 from .serve import photo_folder
+
+THRESHOLDS = {
+    "neighbors": "n_neighbors",
+    "min_similarity": "min_similarity",
+    "min_inliers": "min_inliers",
+    "min_inlier_share": "min_inlier_share",
+    "max_descriptor_distance": "max_descriptor_distance",
+}
+"""Each threshold option and the parameter of ``ProductIndex.duplicates`` it sets."""
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -39,41 +49,38 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--no-sheets", action="store_true", help="print the groups only, drawing no sheets"
     )
     parser.add_argument("--json", action="store_true", help="print the groups as JSON")
-    thresholds = parser.add_argument_group("thresholds")
+    thresholds = parser.add_argument_group(
+        "thresholds", "Those left out keep the defaults of ProductIndex.duplicates (docs/cli.md)."
+    )
     thresholds.add_argument(
         "--neighbors",
         type=at_least(1),
-        default=10,
         metavar="K",
-        help="nearest photos checked per photo (default: %(default)s)",
+        help="nearest photos checked per photo",
     )
     thresholds.add_argument(
         "--min-similarity",
         type=number(float, lambda value: -1 < value <= 1, "a number in (-1, 1]"),
-        default=0.6,
         metavar="S",
-        help="lowest cosine similarity of a candidate pair (default: %(default)s)",
+        help="lowest cosine similarity of a candidate pair",
     )
     thresholds.add_argument(
         "--min-inliers",
         type=at_least(4),
-        default=20,
         metavar="N",
-        help="fewest keypoint matches one homography must explain (default: %(default)s)",
+        help="fewest keypoint matches one homography must explain",
     )
     thresholds.add_argument(
         "--min-inlier-share",
         type=number(float, lambda value: 0 <= value <= 1, "a number in [0, 1]"),
-        default=0.85,
         metavar="F",
-        help="smallest share of the keypoint matches it must explain (default: %(default)s)",
+        help="smallest share of the keypoint matches it must explain",
     )
     thresholds.add_argument(
         "--max-descriptor-distance",
         type=number(float, lambda value: 0 < value <= 2, "a number in (0, 2]"),
-        default=0.18,
         metavar="D",
-        help="largest median distance between matched descriptors (default: %(default)s)",
+        help="largest median distance between matched descriptors",
     )
     thresholds.add_argument(
         "--same-package",
@@ -95,13 +102,7 @@ def run(args: argparse.Namespace) -> int:
         )
     folder = None if args.no_sheets else catalogue_folder(args.photos, about)
     index.set_params(verbose=int(args.verbose))
-    groups = index.duplicates(
-        n_neighbors=args.neighbors,
-        min_similarity=args.min_similarity,
-        min_inliers=args.min_inliers,
-        min_inlier_share=args.min_inlier_share,
-        max_descriptor_distance=None if args.same_package else args.max_descriptor_distance,
-    )
+    groups = index.duplicates(**thresholds(args))
     results = [group.to_dict() for group in groups]
     if folder is not None:
         sheets = draw_sheets(groups, folder, Path(args.out))
@@ -109,6 +110,25 @@ def run(args: argparse.Namespace) -> int:
             result["sheet"] = sheet
     print(json.dumps(results, indent=2) if args.json else format_groups(results, len(index.ids_)))
     return 0
+
+
+def thresholds(args: argparse.Namespace) -> dict[str, Any]:
+    """The thresholds given on the command line, as ``ProductIndex.duplicates`` names them.
+
+    Examples
+    --------
+    >>> thresholds(argparse.Namespace(neighbors=5, min_similarity=None, min_inliers=None,
+    ...     min_inlier_share=None, max_descriptor_distance=None, same_package=True))
+    {'n_neighbors': 5, 'max_descriptor_distance': None}
+    """
+    given = {
+        parameter: getattr(args, option)
+        for option, parameter in THRESHOLDS.items()
+        if getattr(args, option) is not None
+    }
+    if args.same_package:
+        given["max_descriptor_distance"] = None
+    return given
 
 
 def catalogue_folder(given: str | None, about: dict) -> Path:

@@ -43,7 +43,7 @@ MIN_INLIERS = 20
 """Fewest keypoint matches one homography must explain by default."""
 MIN_INLIER_SHARE = 0.85
 """Smallest share of the ratio-test matches that must be inliers, by default."""
-MAX_DESCRIPTOR_DISTANCE = 0.18
+MAX_DESCRIPTOR_DISTANCE = 0.15
 """Largest median distance between matched unit-length descriptors, by default."""
 RATIO = 0.8  # Lowe's ratio test, as in re-ranking
 _BLOCK = 1024  # items whose neighbours are searched at once

@@ -318,10 +318,10 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         min_inlier_share : float, default=0.85
             Smallest share of the keypoint matches (Lowe's ratio test) that the
             homography explains: a copy keeps nearly all of its matches in place.
-        max_descriptor_distance : float or None, default=0.18
+        max_descriptor_distance : float or None, default=0.15
             Largest median distance between the matched keypoints' unit-length
             descriptors. Copies of a photo (re-encoded, cropped, resized) stay
-            near 0.1; two shots of one package usually differ by 0.2 or more.
+            near 0.1; two shots of one package mostly differ by 0.2 or more.
             ``None`` also groups distinct photos of one package.
 
         Returns
