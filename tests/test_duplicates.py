@@ -17,7 +17,7 @@ from fusionrec.search import DuplicateGroup
 PLANTED = (0, 21, 47, 63)  # positions (in the demo set) of the photos copied
 
 
-def planted_copy(photo, crop: float = 0.88, scale: float = 0.9, quality: int = 60) -> bytes:
+def planted_copy(photo, crop: float = 0.88, scale: float = 0.9, quality: int = 80) -> bytes:
     """``photo`` cropped to ``crop`` of each side, resized by ``scale``, saved as a JPEG."""
     image = Image.open(photo).convert("RGB")
     width, height = image.size
