@@ -91,10 +91,10 @@ class DuplicateSheet(DrawsPNG):
 
     def _title(self) -> str:
         inliers = self.group.inliers
-        return (
-            f"{len(self.group)} near-duplicate photos: {len(inliers)} verified pairs, "
-            f"{inliers.min()}-{inliers.max()} keypoint matches"
-        )
+        pairs = f"{len(inliers)} verified pair{'' if len(inliers) == 1 else 's'}"
+        low, high = int(inliers.min()), int(inliers.max())
+        matches = f"{low}" if low == high else f"{low}-{high}"
+        return f"{len(self.group)} near-duplicate photos: {pairs}, {matches} keypoint matches"
 
 
 def duplicate_sheet(group: DuplicateGroup, photos: Sequence[Any]) -> DuplicateSheet:
