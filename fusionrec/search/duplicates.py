@@ -31,7 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .._parallel import map_chunks
-from .._validation import IS_NONE, Integer, Options, Real
+from .._validation import IS_NONE, Integer, Options, Real, check_values
 from .._vectors import l2_normalise
 from .geometry import Keypoints, homography_inliers, ratio_matches
 
@@ -144,21 +144,12 @@ def find_duplicates(
         "min_inlier_share": min_inlier_share,
         "max_descriptor_distance": max_descriptor_distance,
     }
-    check_options(options)
+    check_values(options, _RULES)
     candidates = candidate_pairs(index, n_neighbors, min_similarity)
     keypoints = index.keypoints_
     measured = verify_pairs(keypoints, candidates, n_jobs=index.n_jobs, verbose=index.verbose)
     verified = is_duplicate(measured, min_inliers, min_inlier_share, max_descriptor_distance)
     return duplicate_groups(index.ids_, measured, verified)
-
-
-def check_options(options: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first option that breaks its rule."""
-    for name, value in options.items():
-        rules = _RULES[name]
-        if not any(rule(value) for rule in rules):
-            allowed = " or ".join(str(rule) for rule in rules)
-            raise ValueError(f"{name} must be {allowed}; got {value!r}")
 
 
 def candidate_pairs(index: Any, n_neighbors: int, min_similarity: float) -> CandidatePairs:
@@ -175,7 +166,6 @@ def candidate_pairs(index: Any, n_neighbors: int, min_similarity: float) -> Cand
         neighbours, scores = index._nearest(index.vectors_[rows], k)
         first = np.repeat(rows, neighbours.shape[1])
         kept = (neighbours.ravel() != first) & (scores.ravel() >= min_similarity)
-        kept &= neighbours.ravel() >= 0  # an inverted file pads short answers with -1
         pairs = np.sort(np.column_stack([first[kept], neighbours.ravel()[kept]]), axis=1)
         found.append((pairs, scores.ravel()[kept]))
     pairs = np.concatenate([pairs for pairs, _ in found] or [np.empty((0, 2), np.intp)])
@@ -230,6 +220,8 @@ def duplicate_groups(
     """The connected components of the verified pairs, largest first."""
     pairs = measured.positions[verified]
     n_items = len(ids)
+    if n_items == 0:
+        return []
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n_items, n_items))
     _, component = connected_components(graph, directed=False)
     sizes = np.bincount(component, minlength=n_items)
@@ -238,7 +230,7 @@ def duplicate_groups(
     for position in grouped:
         first_member.setdefault(component[position], position)
     order = sorted(first_member, key=lambda label: (-sizes[label], first_member[label]))
-    pair_component = component[pairs[:, 0]] if len(pairs) else np.empty(0, np.intp)
+    pair_component = component[pairs[:, 0]]
     similarities = measured.similarities[verified]
     inliers = measured.inliers[verified]
     groups = []
