@@ -304,7 +304,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         ``min_inliers`` of their keypoint matches and ``min_inlier_share`` of
         them, and the matched descriptors differ by at most
         ``max_descriptor_distance``; groups are the connected components of
-        duplicate pairs (see :mod:`fusionrec.search.duplicates`). Needs an
+        duplicate pairs (``fusionrec/search/duplicates.py`` explains why). Needs an
         index fitted with ``rerank="ransac"`` (its keypoints).
 
         Parameters
