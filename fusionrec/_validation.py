@@ -123,9 +123,32 @@ def validate_params(estimator: Any, constraints: Mapping[str, tuple]) -> None:
     constraints : mapping
         Parameter name -> tuple of rules; a value passes if any rule accepts it.
     """
-    params = estimator.get_params(deep=False)
+    check_values(estimator.get_params(deep=False), constraints, f"{type(estimator).__name__}: ")
+
+
+def check_values(
+    values: Mapping[str, Any], constraints: Mapping[str, tuple], prefix: str = ""
+) -> None:
+    """Raise ``ValueError`` naming the first of ``values`` that breaks its rule.
+
+    Parameters
+    ----------
+    values : mapping
+        Name -> value, one for each name in ``constraints``.
+    constraints : mapping
+        Name -> tuple of rules; a value passes if any rule accepts it.
+    prefix : str
+        Starts the message (who was given the value).
+
+    Examples
+    --------
+    >>> check_values({"k": 0}, {"k": (Integer(1),)})
+    Traceback (most recent call last):
+    ...
+    ValueError: k must be an int in [1, inf]; got 0
+    """
     for name, rules in constraints.items():
-        value = params[name]
+        value = values[name]
         if not any(rule(value) for rule in rules):
             allowed = " or ".join(str(rule) for rule in rules)
-            raise ValueError(f"{type(estimator).__name__}: {name} must be {allowed}; got {value!r}")
+            raise ValueError(f"{prefix}{name} must be {allowed}; got {value!r}")

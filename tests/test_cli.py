@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -104,7 +105,8 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    assert all(f"    {command} " in out for command in REGISTERED)
+    listed = re.findall(r"^    (\w+)\s", out, flags=re.M)  # a long name's help wraps below it
+    assert set(REGISTERED) <= set(listed)
 
 
 @pytest.mark.parametrize("command", REGISTERED)

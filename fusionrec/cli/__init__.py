@@ -13,10 +13,34 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import convert, demo, evaluate, explain, index, info, predict, search, serve, train
+from . import (
+    convert,
+    demo,
+    duplicates,
+    evaluate,
+    explain,
+    index,
+    info,
+    predict,
+    search,
+    serve,
+    train,
+)
 from .errors import report_error
 
-COMMANDS = (info, demo, train, evaluate, predict, explain, index, search, serve, convert)
+COMMANDS = (
+    info,
+    demo,
+    train,
+    evaluate,
+    predict,
+    explain,
+    index,
+    search,
+    duplicates,
+    serve,
+    convert,
+)
 
 _EPILOG = """\
 quick start:
@@ -27,6 +51,7 @@ quick start:
   fusionrec explain model.fusionrec new.jpg -o why.png  why that product, drawn
   fusionrec index catalogue/ -o index.fusionrec     every photo under catalogue/, for search
   fusionrec search index.fusionrec shopper.jpg -k 5
+  fusionrec duplicates index.fusionrec --out dup/   one photo under two ids (index --rerank)
   fusionrec serve index.fusionrec                   search by photo over HTTP, page at /
   fusionrec convert model.joblib model.fusionrec    a pickle of an earlier fusionrec, rewritten
 

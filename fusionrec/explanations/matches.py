@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from ..images import load_image
 from ..search import Matches
-from .rendering import DrawsPNG
+from .rendering import DrawsPNG, short_id
 
 DISPLAY_SIDE = 512
 """Longest side, in pixels, of each photo a match picture shows."""
@@ -99,9 +99,7 @@ class MatchExplanation(DrawsPNG):
         return figure
 
     def _title(self) -> str:
-        name = str(self.item_id)
-        if len(name) > TITLE_ID_LENGTH:
-            name = "..." + name[-TITLE_ID_LENGTH:]
+        name = short_id(self.item_id, TITLE_ID_LENGTH)
         return f"{name}: similarity {self.similarity:.3f}, {self.n_inliers} verified matches"
 
 

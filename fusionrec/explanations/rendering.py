@@ -66,3 +66,15 @@ def show_photo(axes: Axes, image: np.ndarray, title: str) -> None:
     axes.imshow(image)
     axes.set_title(title, fontsize=9)
     axes.set_axis_off()
+
+
+def short_id(item: object, length: int = 40) -> str:
+    """``item`` as text, only its last ``length`` characters (after "...") when longer.
+
+    Examples
+    --------
+    >>> short_id("catalogue/juice/tropicana-apple.jpg", 12)
+    '...-apple.jpg'
+    """
+    name = str(item)
+    return "..." + name[-length:] if len(name) > length else name

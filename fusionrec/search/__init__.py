@@ -1,5 +1,6 @@
 """Similar-product search: a catalogue indexed by features, queried by photo."""
 
+from .duplicates import DuplicateGroup
 from .geometry import Keypoints, count_inliers, verified_matches
 from .index import ProductIndex
 from .inverted_file import DeferredInvertedFile, InvertedFile
@@ -7,6 +8,7 @@ from .results import Matches
 
 __all__ = [
     "DeferredInvertedFile",
+    "DuplicateGroup",
     "InvertedFile",
     "Keypoints",
     "Matches",

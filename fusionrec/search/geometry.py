@@ -118,20 +118,43 @@ def verified_matches(
     >>> len(pairs) >= 55, bool(np.allclose(pairs[:, :2], pairs[:, 2:]))
     (True, True)
     """
-    none = np.zeros((0, 4), np.float32)
     if query_descriptors is None:
         query_descriptors = query.descriptors()
-    pairs = ratio_matches(query_descriptors, candidate.descriptors(), ratio)
-    if len(pairs) < _MIN_MATCHES:
-        return none
-    rows = np.asarray(pairs)
+    matched = ratio_matches(query_descriptors, candidate.descriptors(), ratio)
+    rows = np.asarray(matched, dtype=np.intp).reshape(-1, 2)
+    inlier = homography_inliers(query, candidate, rows, threshold)
+    source = query.positions[rows[inlier, 0]]
+    target = candidate.positions[rows[inlier, 1]]
+    return (np.hstack([source, target]) / NOMINAL_SIDE).astype(np.float32)
+
+
+def homography_inliers(
+    query: Keypoints, candidate: Keypoints, rows: np.ndarray, threshold: float = 8.0
+) -> np.ndarray:
+    """Which matched keypoint pairs one homography explains (OpenCV's USAC MAGSAC).
+
+    Parameters
+    ----------
+    query, candidate : Keypoints
+    rows : ndarray of shape (n_matches, 2), int
+        Matched pairs, ``(query row, candidate row)``, as from :func:`ratio_matches`.
+    threshold : float
+        Largest reprojection error of an inlier, in pixels of the nominal photo.
+
+    Returns
+    -------
+    ndarray of shape (n_matches,), bool
+        All false when there are fewer than four matches or no homography fits.
+    """
+    inlier = np.zeros(len(rows), dtype=bool)
+    if len(rows) < _MIN_MATCHES:
+        return inlier
     source = query.positions[rows[:, 0]]
     target = candidate.positions[rows[:, 1]]
     homography, mask = cv2.findHomography(source, target, cv2.USAC_MAGSAC, threshold)
-    if homography is None or mask is None:
-        return none
-    inlier = mask.ravel().astype(bool)
-    return (np.hstack([source[inlier], target[inlier]]) / NOMINAL_SIDE).astype(np.float32)
+    if homography is not None and mask is not None:
+        inlier[:] = mask.ravel().astype(bool)
+    return inlier
 
 
 def count_inliers(query: Keypoints, candidate: Keypoints, **options) -> int:

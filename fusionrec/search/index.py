@@ -26,6 +26,15 @@ from ..fusion import (
 )
 from ..images import non_empty_images
 from ..traditional import BagOfVisualWords, check_detector
+from .duplicates import (
+    MAX_DESCRIPTOR_DISTANCE,
+    MIN_INLIER_SHARE,
+    MIN_INLIERS,
+    MIN_SIMILARITY,
+    N_NEIGHBORS,
+    DuplicateGroup,
+    find_duplicates,
+)
 from .geometry import Keypoints, verified_matches
 from .inverted_file import InvertedFile, default_n_lists, require_faiss, train_centroids
 from .results import Matches
@@ -285,6 +294,67 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         if min_score is not None:
             results = [None if found is None else found.at_least(min_score) for found in results]
         return results
+
+    def duplicates(
+        self,
+        *,
+        n_neighbors: int = N_NEIGHBORS,
+        min_similarity: float = MIN_SIMILARITY,
+        min_inliers: int = MIN_INLIERS,
+        min_inlier_share: float = MIN_INLIER_SHARE,
+        max_descriptor_distance: float | None = MAX_DESCRIPTOR_DISTANCE,
+    ) -> list[DuplicateGroup]:
+        """Groups of items that show the same product photo, verified by keypoints.
+
+        Each item's ``n_neighbors`` most similar items are candidates; a
+        candidate pair is a duplicate when one homography explains at least
+        ``min_inliers`` of their keypoint matches and ``min_inlier_share`` of
+        them, and the matched descriptors differ by at most
+        ``max_descriptor_distance``; groups are the connected components of
+        duplicate pairs (``fusionrec/search/duplicates.py`` explains why). Needs an
+        index fitted with ``rerank="ransac"`` (its keypoints).
+
+        Parameters
+        ----------
+        n_neighbors : int, default=10
+            Nearest items per item checked.
+        min_similarity : float, default=0.6
+            Lowest cosine similarity of a candidate pair.
+        min_inliers : int, default=20
+            Fewest keypoint matches one homography must explain (at least 4).
+        min_inlier_share : float, default=0.85
+            Smallest share of the keypoint matches (Lowe's ratio test) that the
+            homography explains: a copy keeps nearly all of its matches in place.
+        max_descriptor_distance : float or None, default=0.15
+            Largest median distance between the matched keypoints' unit-length
+            descriptors. Copies of a photo (re-encoded, cropped, resized) stay
+            near 0.1; two shots of one package mostly differ by 0.2 or more.
+            ``None`` also groups distinct photos of one package.
+
+        Returns
+        -------
+        list of DuplicateGroup
+            Largest group first; items without a duplicate are in none.
+
+        Raises
+        ------
+        ValueError
+            If the index keeps no keypoints, or an option is out of range.
+        """
+        check_is_fitted(self, "vectors_")
+        if self.keypoints_ is None:
+            raise ValueError(
+                "duplicates are verified by keypoint matches: fit the index with "
+                "rerank='ransac' to keep them"
+            )
+        return find_duplicates(
+            self,
+            n_neighbors=n_neighbors,
+            min_similarity=min_similarity,
+            min_inliers=min_inliers,
+            min_inlier_share=min_inlier_share,
+            max_descriptor_distance=max_descriptor_distance,
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
