@@ -13,10 +13,22 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import convert, demo, evaluate, explain, index, info, predict, search, serve, train
+from . import (
+    convert,
+    demo,
+    evaluate,
+    explain,
+    extract,
+    index,
+    info,
+    predict,
+    search,
+    serve,
+    train,
+)
 from .errors import report_error
 
-COMMANDS = (info, demo, train, evaluate, predict, explain, index, search, serve, convert)
+COMMANDS = (info, demo, train, evaluate, predict, explain, index, extract, search, serve, convert)
 
 _EPILOG = """\
 quick start:
@@ -26,6 +38,7 @@ quick start:
   fusionrec predict model.fusionrec new.jpg --top 3
   fusionrec explain model.fusionrec new.jpg -o why.png  why that product, drawn
   fusionrec index catalogue/ -o index.fusionrec     every photo under catalogue/, for search
+  fusionrec extract catalogue/ --out features/      features of millions of photos, in shards
   fusionrec search index.fusionrec shopper.jpg -k 5
   fusionrec serve index.fusionrec                   search by photo over HTTP, page at /
   fusionrec convert model.joblib model.fusionrec    a pickle of an earlier fusionrec, rewritten

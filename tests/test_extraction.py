@@ -1,0 +1,315 @@
+"""The sharded extraction job: shards, reruns after a crash or a kill, a cluster, the index."""
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusionrec import CNNEmbedder, ProductIndex
+from fusionrec.cli import main
+from fusionrec.extraction import (
+    ExtractedFeatures,
+    extract_features,
+    fitted_features,
+    index_from_features,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PER_SHARD = 3
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory, demo):
+    """Ten demo photos in two product folders, and one file that is no photo, in between."""
+    root = tmp_path_factory.mktemp("catalogue")
+    for product in ("Banana", "Kiwi"):
+        (root / product).mkdir()
+        chosen = demo.data[demo.target == demo.target_names.index(product)][:5]
+        for photo in chosen:
+            shutil.copy(photo, root / product)
+    (root / "Banana" / "Banana_010_broken.jpg").write_text("not a photo")
+    return root
+
+
+def photos_of(root):
+    paths = sorted(root.rglob("*.jpg"))
+    return [str(path) for path in paths], [path.relative_to(root).as_posix() for path in paths]
+
+
+@pytest.fixture(scope="module")
+def extracted(catalogue, tmp_path_factory):
+    """A clean local run of the job on the catalogue: the reference every other run must equal."""
+    photos, ids = photos_of(catalogue)
+    folder = tmp_path_factory.mktemp("reference")
+    return extract_features(photos, folder, ids=ids, photos_per_shard=PER_SHARD)
+
+
+def shard_contents(folder):
+    """Every array of every shard of the folder's finished job, by file name."""
+    contents = {}
+    for path in ExtractedFeatures(folder).shard_paths:
+        with np.load(path, allow_pickle=False) as shard:
+            contents[path.name] = {name: shard[name] for name in shard.files}
+    return contents
+
+
+def assert_same_shards(folder, reference):
+    found, expected = shard_contents(folder), shard_contents(reference)
+    assert sorted(found) == sorted(expected)
+    for name, arrays in expected.items():
+        assert sorted(found[name]) == sorted(arrays)
+        for key, array in arrays.items():
+            np.testing.assert_array_equal(found[name][key], array, err_msg=f"{name}: {key}")
+
+
+def job_files(folder):
+    """Names of the files in the job folders (shards, extractor, partial files)."""
+    return sorted(path.name for path in Path(folder).glob("job-*/*"))
+
+
+def test_each_photo_is_in_one_shard_in_order_with_its_features(extracted, catalogue):
+    photos, ids = photos_of(catalogue)
+    rows, row_ids = extracted.stacked()
+    broken = ids.index("Banana/Banana_010_broken.jpg")
+    assert row_ids.tolist() == ids[:broken] + ids[broken + 1 :]
+    assert len(extracted.shard_paths) == -(-len(photos) // PER_SHARD)
+    expected = extracted.extractor().transform(
+        [photos[i] for i in range(len(photos)) if i != broken]
+    )
+    np.testing.assert_allclose(rows, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unreadable_photos_are_listed_in_their_shards_report(extracted):
+    [(id_, reason)] = extracted.unreadable()
+    assert id_ == "Banana/Banana_010_broken.jpg"
+    assert "cannot identify image file" in reason or "not" in reason.lower()
+    [shard] = [shard for shard in extracted.manifest["shards"] if shard["unreadable"]]
+    assert (shard["photos"], shard["rows"]) == (PER_SHARD, PER_SHARD - 1)
+
+
+def test_a_rerun_writes_nothing_and_keeps_the_shards(extracted, catalogue):
+    photos, ids = photos_of(catalogue)
+    written = {path: path.stat().st_mtime_ns for path in extracted.shard_paths}
+    again = extract_features(photos, extracted.folder, ids=ids, photos_per_shard=PER_SHARD)
+    assert again.manifest["written_now"] == 0
+    assert {path: path.stat().st_mtime_ns for path in again.shard_paths} == written
+
+
+def test_a_job_that_failed_half_way_and_ran_again_has_every_shard_once(
+    extracted, catalogue, tmp_path
+):
+    """Shard 2 cannot be written (a folder is in its way): the job fails; a rerun ends it."""
+    photos, ids = photos_of(catalogue)
+    job = extracted.shard_paths[0].parent.name
+    blocker = tmp_path / job / "shard-000002.npz"
+    blocker.mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):
+        extract_features(photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD)
+    blocker.rmdir()
+    left = job_files(tmp_path)
+    assert "shard-000002.npz" not in left
+    assert set(left) < set(job_files(extracted.folder))
+    again = extract_features(photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD)
+    assert again.manifest["written_now"] == len(job_files(extracted.folder)) - len(left)
+    assert_same_shards(tmp_path, extracted.folder)
+    assert job_files(tmp_path) == job_files(extracted.folder)
+
+
+def blocking_photo(photos, id_):
+    """Replace a photo by a named pipe, which blocks whoever opens it; return its bytes."""
+    path = photos / id_
+    real = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)
+    return real
+
+
+def held_when_opened(pipe, process=None, timeout=120.0):
+    """Wait until a reader opens the pipe; keep it waiting for data (return the writing end).
+
+    Opening a pipe's writing end without blocking succeeds only once a reader
+    has it open: then the job is inside that photo, for as long as we like.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            assert process is None or process.poll() is None, "the job ended early"
+            assert time.monotonic() < deadline, "no job opened the photo in time"
+            time.sleep(0.05)
+
+
+def restored(path, real):
+    """Put the real photo back where the pipe was (a reader holding the pipe keeps it)."""
+    path.unlink()
+    path.write_bytes(real)
+
+
+def test_a_job_killed_half_way_and_run_again_has_every_shard_once(catalogue, extracted, tmp_path):
+    """The CLI is killed while it is inside a photo of shard 2: its rerun ends the job."""
+    photos = tmp_path / "photos"
+    shutil.copytree(catalogue, photos)
+    _, ids = photos_of(photos)
+    real = blocking_photo(photos, ids[2 * PER_SHARD])
+    out = tmp_path / "features"
+    command = [sys.executable, "-m", "fusionrec", "extract", str(photos), "--out", str(out)]
+    command += ["--photos-per-shard", str(PER_SHARD)]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen(command, env=environment)
+    try:
+        writer = held_when_opened(photos / ids[2 * PER_SHARD], job)
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=60)
+        os.close(writer)
+    finally:
+        job.kill()
+    left = [name for name in job_files(out) if name.endswith(".npz")]
+    assert "shard-000002.npz" not in left
+    restored(photos / ids[2 * PER_SHARD], real)
+    with redirect_stdout(io.StringIO()) as printed:
+        assert main(command[3:]) == 0
+    written_now = 4 - len(left)
+    assert f"4 shards ({written_now} written now, {len(left)} found written)" in printed.getvalue()
+    assert_same_shards(out, extracted.folder)
+    assert job_files(out) == job_files(extracted.folder)
+
+
+def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, tmp_path):
+    """A worker is killed inside a photo of shard 2: Dask runs that shard again elsewhere."""
+    distributed = pytest.importorskip("distributed")
+    photos = tmp_path / "photos"
+    shutil.copytree(catalogue, photos)
+    paths, ids = photos_of(photos)
+    blocked = photos / ids[2 * PER_SHARD]
+    real = blocking_photo(photos, ids[2 * PER_SHARD])
+    out = tmp_path / "features"
+    with local_cluster(distributed) as client, ThreadPoolExecutor(1) as driver:
+        job = driver.submit(
+            extract_features, paths, out, ids=ids, photos_per_shard=PER_SHARD, scheduler=client
+        )
+        writer = held_when_opened(blocked)
+        [stuck] = [pid for pid in client.run(os.getpid).values() if has_open(pid, blocked)]
+        restored(blocked, real)
+        os.kill(stuck, signal.SIGKILL)
+        os.close(writer)
+        job.result(timeout=300)
+    assert_same_shards(out, extracted.folder)
+    assert job_files(out) == job_files(extracted.folder)
+
+
+def has_open(pid, path):
+    """Whether the process ``pid`` has the file ``path`` open (Linux)."""
+    descriptors = Path(f"/proc/{pid}/fd")
+    return any(os.readlink(fd) == str(path) for fd in descriptors.iterdir())
+
+
+@contextmanager
+def local_cluster(distributed):
+    """Two single-threaded worker processes on loopback, and a client of them; always closed."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def test_a_job_with_another_model_writes_beside_the_first(extracted, catalogue, tmp_path):
+    photos, ids = photos_of(catalogue)
+    folder = tmp_path / "features"
+    shutil.copytree(extracted.folder, folder)
+    first = {path.name: path.stat().st_mtime_ns for path in folder.glob("job-*/*")}
+    other = CNNEmbedder(crop_fraction=0.5)
+    again = extract_features(photos[:4], folder, other, ids=ids[:4], photos_per_shard=PER_SHARD)
+    assert len(list(folder.glob("job-*"))) == 2
+    assert again.manifest["job"] != extracted.manifest["job"]
+    assert again.stacked()[1].tolist() == ids[:4]
+    old_job = folder / extracted.manifest["job"]
+    assert {path.name: path.stat().st_mtime_ns for path in old_job.iterdir()} == first
+
+
+def test_a_cluster_writes_the_same_shards_as_a_local_run(extracted, catalogue, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    photos, ids = photos_of(catalogue)
+    with local_cluster(distributed) as client:
+        on_cluster = extract_features(
+            photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD, scheduler=client
+        )
+    assert on_cluster.manifest["written_now"] == len(on_cluster.shard_paths)
+    assert_same_shards(tmp_path, extracted.folder)
+
+
+def test_an_index_from_the_features_equals_one_fitted_on_the_photos(catalogue, tmp_path, demo):
+    photos, ids = photos_of(catalogue)
+    readable = [i for i, id_ in enumerate(ids) if "broken" not in id_]
+    fitted = ProductIndex().fit([photos[i] for i in readable], [ids[i] for i in readable])
+    extract_features(photos, tmp_path, fitted, ids=ids, photos_per_shard=PER_SHARD)
+    built = index_from_features(tmp_path)
+    assert built.ids_.tolist() == fitted.ids_.tolist()
+    np.testing.assert_allclose(built.vectors_, fitted.vectors_, rtol=1e-5, atol=1e-6)
+    [a], [b] = built.query(demo.data[-1:], k=3), fitted.query(demo.data[-1:], k=3)
+    assert a.ids.tolist() == b.ids.tolist()
+
+
+def test_an_index_cannot_rerank_without_photos(extracted):
+    with pytest.raises(ValueError, match="rerank"):
+        index_from_features(extracted.folder, rerank="ransac")
+
+
+def test_fit_extracted_refuses_rows_of_another_width(extracted):
+    features = extracted.extractor()
+    with pytest.raises(ValueError, match="shape"):
+        ProductIndex().fit_extracted(features, np.zeros((2, 5), np.float32), ["a", "b"])
+
+
+def test_a_folder_without_a_finished_job_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished extraction"):
+        ExtractedFeatures(tmp_path)
+
+
+def test_fitted_features_refuses_what_extracts_nothing():
+    with pytest.raises(TypeError, match="model must be"):
+        fitted_features("model.fusionrec", [])
+
+
+def test_the_cli_reads_a_list_of_photos_relative_to_it(catalogue, extracted, tmp_path):
+    _, ids = photos_of(catalogue)
+    listing = catalogue / "photos.txt"
+    listing.write_text("\n".join(ids) + "\n")
+    try:
+        with redirect_stdout(io.StringIO()) as printed:
+            status = main(
+                [
+                    "extract",
+                    str(listing),
+                    "--out",
+                    str(tmp_path),
+                    "--photos-per-shard",
+                    str(PER_SHARD),
+                ]
+            )
+    finally:
+        listing.unlink()
+    assert status == 0
+    lines = printed.getvalue().splitlines()
+    assert lines[0].startswith("left out unreadable photo: Banana/Banana_010_broken.jpg (")
+    assert (
+        lines[-1]
+        == f"10 of 11 photos extracted in 4 shards (4 written now, 0 found written) to {tmp_path}"
+    )
+    assert_same_shards(tmp_path, extracted.folder)
