@@ -1,5 +1,6 @@
 """The sharded extraction job: shards, reruns after a crash or a kill, a cluster, the index."""
 
+import fcntl
 import io
 import os
 import shutil
@@ -124,58 +125,57 @@ def test_a_job_that_failed_half_way_and_ran_again_has_every_shard_once(
     assert job_files(tmp_path) == job_files(extracted.folder)
 
 
-def blocking_photo(photos, id_):
-    """Replace a photo by a named pipe, which blocks whoever opens it; return its bytes."""
-    path = photos / id_
-    real = path.read_bytes()
-    path.unlink()
-    os.mkfifo(path)
-    return real
+@contextmanager
+def opening_held(photo):
+    """Hold a write lease on the photo: whoever opens it waits until the lease is released.
 
-
-def held_when_opened(pipe, process=None, timeout=120.0):
-    """Wait until a reader opens the pipe; keep it waiting for data (return the writing end).
-
-    Opening a pipe's writing end without blocking succeeds only once a reader
-    has it open: then the job is inside that photo, for as long as we like.
+    Linux makes an ``open`` of a leased file wait for the holder (at most
+    ``/proc/sys/fs/lease-break-time``, 45 s by default) and tells the holder
+    by SIGIO, here ignored. Yields a function that says whether an open is
+    waiting: then the job is inside that photo, for as long as the test likes.
     """
+    previous = signal.signal(signal.SIGIO, lambda *_: None)
+    descriptor = os.open(photo, os.O_RDONLY)
+    try:
+        fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        yield lambda: fcntl.fcntl(descriptor, fcntl.F_GETLEASE) != fcntl.F_WRLCK
+    finally:
+        fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        os.close(descriptor)
+        signal.signal(signal.SIGIO, previous)
+
+
+def wait_until(condition, process=None, timeout=120.0):
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            assert process is None or process.poll() is None, "the job ended early"
-            assert time.monotonic() < deadline, "no job opened the photo in time"
-            time.sleep(0.05)
+    while not condition():
+        assert process is None or process.poll() is None, "the job ended early"
+        assert time.monotonic() < deadline, "the job never opened the photo"
+        time.sleep(0.01)
 
 
-def restored(path, real):
-    """Put the real photo back where the pipe was (a reader holding the pipe keeps it)."""
-    path.unlink()
-    path.write_bytes(real)
+def waiting_to_open(pid):
+    """Whether a thread of process ``pid`` waits to open a leased file (Linux)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return any((task / "wchan").read_text() == "__break_lease" for task in tasks.iterdir())
 
 
 def test_a_job_killed_half_way_and_run_again_has_every_shard_once(catalogue, extracted, tmp_path):
-    """The CLI is killed while it is inside a photo of shard 2: its rerun ends the job."""
-    photos = tmp_path / "photos"
-    shutil.copytree(catalogue, photos)
-    _, ids = photos_of(photos)
-    real = blocking_photo(photos, ids[2 * PER_SHARD])
+    """The CLI is killed while it opens a photo of shard 2: its rerun ends the job."""
+    _, ids = photos_of(catalogue)
     out = tmp_path / "features"
-    command = [sys.executable, "-m", "fusionrec", "extract", str(photos), "--out", str(out)]
+    command = [sys.executable, "-m", "fusionrec", "extract", str(catalogue), "--out", str(out)]
     command += ["--photos-per-shard", str(PER_SHARD)]
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    job = subprocess.Popen(command, env=environment)
-    try:
-        writer = held_when_opened(photos / ids[2 * PER_SHARD], job)
-        job.send_signal(signal.SIGKILL)
-        job.wait(timeout=60)
-        os.close(writer)
-    finally:
-        job.kill()
+    with opening_held(catalogue / ids[2 * PER_SHARD]) as waiting:
+        job = subprocess.Popen(command, env=environment)
+        try:
+            wait_until(waiting, job)
+            job.send_signal(signal.SIGKILL)
+            job.wait(timeout=60)
+        finally:
+            job.kill()
     left = [name for name in job_files(out) if name.endswith(".npz")]
     assert "shard-000002.npz" not in left
-    restored(photos / ids[2 * PER_SHARD], real)
     with redirect_stdout(io.StringIO()) as printed:
         assert main(command[3:]) == 0
     written_now = 4 - len(left)
@@ -185,32 +185,29 @@ def test_a_job_killed_half_way_and_run_again_has_every_shard_once(catalogue, ext
 
 
 def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, tmp_path):
-    """A worker is killed inside a photo of shard 2: Dask runs that shard again elsewhere."""
+    """A worker is killed while it opens a photo of shard 2: Dask runs that shard elsewhere."""
     distributed = pytest.importorskip("distributed")
-    photos = tmp_path / "photos"
-    shutil.copytree(catalogue, photos)
-    paths, ids = photos_of(photos)
-    blocked = photos / ids[2 * PER_SHARD]
-    real = blocking_photo(photos, ids[2 * PER_SHARD])
-    out = tmp_path / "features"
-    with local_cluster(distributed) as client, ThreadPoolExecutor(1) as driver:
+    photos, ids = photos_of(catalogue)
+    with (
+        local_cluster(distributed) as client,
+        ThreadPoolExecutor(1) as driver,
+        opening_held(photos[2 * PER_SHARD]) as waiting,
+    ):
         job = driver.submit(
-            extract_features, paths, out, ids=ids, photos_per_shard=PER_SHARD, scheduler=client
+            extract_features,
+            photos,
+            tmp_path,
+            ids=ids,
+            photos_per_shard=PER_SHARD,
+            scheduler=client,
         )
-        writer = held_when_opened(blocked)
-        [stuck] = [pid for pid in client.run(os.getpid).values() if has_open(pid, blocked)]
-        restored(blocked, real)
+        wait_until(waiting)
+        [stuck] = [pid for pid in client.run(os.getpid).values() if waiting_to_open(pid)]
         os.kill(stuck, signal.SIGKILL)
-        os.close(writer)
-        job.result(timeout=300)
-    assert_same_shards(out, extracted.folder)
-    assert job_files(out) == job_files(extracted.folder)
-
-
-def has_open(pid, path):
-    """Whether the process ``pid`` has the file ``path`` open (Linux)."""
-    descriptors = Path(f"/proc/{pid}/fd")
-    return any(os.readlink(fd) == str(path) for fd in descriptors.iterdir())
+    extracted_on_cluster = job.result(timeout=300)
+    assert extracted_on_cluster.manifest["written_now"] == len(extracted.shard_paths)
+    assert_same_shards(tmp_path, extracted.folder)
+    assert job_files(tmp_path) == job_files(extracted.folder)
 
 
 @contextmanager
