@@ -184,12 +184,10 @@ def test_a_job_killed_half_way_and_run_again_has_every_shard_once(catalogue, ext
     assert job_files(out) == job_files(extracted.folder)
 
 
-def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, tmp_path):
+def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, tmp_path, client):
     """A worker is killed while it opens a photo of shard 2: Dask runs that shard elsewhere."""
-    distributed = pytest.importorskip("distributed")
     photos, ids = photos_of(catalogue)
     with (
-        local_cluster(distributed) as client,
         ThreadPoolExecutor(1) as driver,
         opening_held(photos[2 * PER_SHARD]) as waiting,
     ):
@@ -210,9 +208,10 @@ def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, 
     assert job_files(tmp_path) == job_files(extracted.folder)
 
 
-@contextmanager
-def local_cluster(distributed):
+@pytest.fixture(scope="module")
+def client():
     """Two single-threaded worker processes on loopback, and a client of them; always closed."""
+    distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -240,13 +239,11 @@ def test_a_job_with_another_model_writes_beside_the_first(extracted, catalogue, 
     assert {path.name: path.stat().st_mtime_ns for path in old_job.iterdir()} == first
 
 
-def test_a_cluster_writes_the_same_shards_as_a_local_run(extracted, catalogue, tmp_path):
-    distributed = pytest.importorskip("distributed")
+def test_a_cluster_writes_the_same_shards_as_a_local_run(extracted, catalogue, tmp_path, client):
     photos, ids = photos_of(catalogue)
-    with local_cluster(distributed) as client:
-        on_cluster = extract_features(
-            photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD, scheduler=client
-        )
+    on_cluster = extract_features(
+        photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD, scheduler=client
+    )
     assert on_cluster.manifest["written_now"] == len(on_cluster.shard_paths)
     assert_same_shards(tmp_path, extracted.folder)
 

@@ -84,7 +84,7 @@ def extract_features(
         raise ValueError(f"got {len(ids)} ids for {len(photos)} photos; need one id per photo")
     if not (isinstance(photos_per_shard, int) and photos_per_shard >= 1):
         raise ValueError(f"photos_per_shard must be a positive int; got {photos_per_shard!r}")
-    folder = Path(folder)
+    folder = Path(folder).absolute()  # workers elsewhere write the same paths
     features = fitted_features(model, photos)
     job = _job_folder(folder, features, photos, ids, photos_per_shard)
     tasks = [
