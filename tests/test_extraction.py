@@ -225,6 +225,14 @@ def client():
         yield client
 
 
+def test_progress_counts_the_shards_written(catalogue, tmp_path, capsys):
+    photos, ids = photos_of(catalogue)
+    extract_features(photos[:2], tmp_path, ids=ids[:2], photos_per_shard=1, progress=True)
+    bar = capsys.readouterr().err
+    assert "shards: 100%" in bar
+    assert "2/2" in bar
+
+
 def test_a_job_with_another_model_writes_beside_the_first(extracted, catalogue, tmp_path):
     photos, ids = photos_of(catalogue)
     folder = tmp_path / "features"
@@ -239,11 +247,14 @@ def test_a_job_with_another_model_writes_beside_the_first(extracted, catalogue, 
     assert {path.name: path.stat().st_mtime_ns for path in old_job.iterdir()} == first
 
 
-def test_a_cluster_writes_the_same_shards_as_a_local_run(extracted, catalogue, tmp_path, client):
+def test_a_cluster_writes_the_same_shards_as_a_local_run(
+    extracted, catalogue, tmp_path, client, capsys
+):
     photos, ids = photos_of(catalogue)
     on_cluster = extract_features(
-        photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD, scheduler=client
+        photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD, scheduler=client, progress=True
     )
+    assert "shards: 100%" in capsys.readouterr().err
     assert on_cluster.manifest["written_now"] == len(on_cluster.shard_paths)
     assert_same_shards(tmp_path, extracted.folder)
 

@@ -10,11 +10,9 @@ from it without the photos. See ``docs/extraction.md``.
 from .extractor import fitted_features
 from .folder import ExtractedFeatures, index_from_features
 from .job import extract_features
-from .shards import ShardReport
 
 __all__ = [
     "ExtractedFeatures",
-    "ShardReport",
     "extract_features",
     "fitted_features",
     "index_from_features",
