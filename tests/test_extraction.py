@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fusionrec
 from fusionrec import CNNEmbedder, ProductIndex
 from fusionrec.cli import main
 from fusionrec.extraction import (
@@ -292,29 +293,23 @@ def test_fitted_features_refuses_what_extracts_nothing():
         fitted_features("model.fusionrec", [])
 
 
-def test_the_cli_reads_a_list_of_photos_relative_to_it(catalogue, extracted, tmp_path):
+def test_the_cli_reads_a_list_of_photos_relative_to_it_and_indexes_them(
+    catalogue, extracted, tmp_path
+):
     _, ids = photos_of(catalogue)
     listing = catalogue / "photos.txt"
     listing.write_text("\n".join(ids) + "\n")
+    out, index = tmp_path / "features", tmp_path / "index.fusionrec"
+    command = ["extract", str(listing), "--out", str(out), "--photos-per-shard", str(PER_SHARD)]
     try:
         with redirect_stdout(io.StringIO()) as printed:
-            status = main(
-                [
-                    "extract",
-                    str(listing),
-                    "--out",
-                    str(tmp_path),
-                    "--photos-per-shard",
-                    str(PER_SHARD),
-                ]
-            )
+            status = main([*command, "--index", str(index)])
     finally:
         listing.unlink()
     assert status == 0
     lines = printed.getvalue().splitlines()
     assert lines[0].startswith("left out unreadable photo: Banana/Banana_010_broken.jpg (")
-    assert (
-        lines[-1]
-        == f"10 of 11 photos extracted in 4 shards (4 written now, 0 found written) to {tmp_path}"
-    )
-    assert_same_shards(tmp_path, extracted.folder)
+    summary = f"10 of 11 photos extracted in 4 shards (4 written now, 0 found written) to {out}"
+    assert lines[-2:] == [summary, f"indexed 10 photos; saved to {index}"]
+    assert_same_shards(out, extracted.folder)
+    assert fusionrec.load(index).ids_.tolist() == extracted.stacked()[1].tolist()

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from . import model_file
 from .errors import CommandError
 from .index import photos_under
 from .options import add_allow_pickle_option, add_verbose_option, at_least
@@ -56,6 +57,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="photos per shard, and per task (default: %(default)s)",
     )
+    parser.add_argument(
+        "--index",
+        metavar="INDEX",
+        help="then build a search index of the extracted rows (without reading the photos"
+        " again) and save it to INDEX, for 'fusionrec search' and 'fusionrec serve'",
+    )
     add_allow_pickle_option(parser)
     add_verbose_option(parser)
     parser.set_defaults(run=run)
@@ -79,7 +86,7 @@ def photo_list(photos: str) -> tuple[list[str], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     """Extract the photos' features into the folder; report what was written."""
-    from ..extraction import extract_features
+    from ..extraction import extract_features, index_from_features
 
     photos, ids = photo_list(args.photos)
     model = _model(args.model, args.allow_pickle) if args.model else None
@@ -109,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
         f" ({manifest['written_now']} written now, {shards - manifest['written_now']} found"
         f" written) to {args.out}"
     )
+    if args.index:
+        index = index_from_features(args.out)
+        path = model_file.save(index, args.index, kind="index", features=str(Path(args.out)))
+        print(f"indexed {len(index.ids_)} photos; saved to {path}")
     return 0
 
 
