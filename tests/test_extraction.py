@@ -288,6 +288,13 @@ def test_a_folder_without_a_finished_job_says_so(tmp_path):
         ExtractedFeatures(tmp_path)
 
 
+def test_ids_must_be_unique(catalogue, tmp_path):
+    photos, _ = photos_of(catalogue)
+    with pytest.raises(ValueError, match="ids must be unique"):
+        extract_features(photos[:2], tmp_path, ids=["same", "same"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fitted_features_refuses_what_extracts_nothing():
     with pytest.raises(TypeError, match="model must be"):
         fitted_features("model.fusionrec", [])

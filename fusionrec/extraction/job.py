@@ -84,25 +84,18 @@ def extract_features(
         raise ValueError(f"got {len(ids)} ids for {len(photos)} photos; need one id per photo")
     if not (isinstance(photos_per_shard, int) and photos_per_shard >= 1):
         raise ValueError(f"photos_per_shard must be a positive int; got {photos_per_shard!r}")
+    if len(set(ids)) != len(ids):
+        raise ValueError("ids must be unique: a search index tells its items apart by them")
     folder = Path(folder).absolute()  # workers elsewhere write the same paths
     features = fitted_features(model, photos)
     job = _job_folder(folder, features, photos, ids, photos_per_shard)
-    tasks = [
-        ShardTask(
-            number,
-            str(job / f"shard-{number:06d}.npz"),
-            str(job / EXTRACTOR_FILE),
-            photos[start : start + photos_per_shard],
-            ids[start : start + photos_per_shard],
-        )
-        for number, start in enumerate(range(0, len(photos), photos_per_shard))
-    ]
+    tasks = _shard_tasks(job, photos, ids, photos_per_shard)
     pending = [task for task in tasks if not Path(task.path).is_file()]
     done = [read_report(task.path) for task in tasks if Path(task.path).is_file()]
     reports = sorted(done + _run(pending, scheduler, progress), key=lambda report: report.number)
     for partial in job.glob("*.tmp"):  # left by a worker killed while writing
         partial.unlink(missing_ok=True)
-    manifest = {
+    summary = {
         "job": job.name,
         "extractor": f"{job.name}/{EXTRACTOR_FILE}",
         "photos": len(photos),
@@ -112,9 +105,25 @@ def extract_features(
         "written_now": len(pending),
         "shards": [report.as_json(folder) for report in reports],
     }
-    text = json.dumps(manifest, indent=1).encode()
+    text = json.dumps(summary, indent=1).encode()
     write_atomically(folder / MANIFEST, lambda file: file.write(text))
     return ExtractedFeatures(folder)
+
+
+def _shard_tasks(
+    job: Path, photos: list[str], ids: list[str], photos_per_shard: int
+) -> list[ShardTask]:
+    """One task per run of ``photos_per_shard`` consecutive photos, numbered in photo order."""
+    return [
+        ShardTask(
+            number,
+            str(job / f"shard-{number:06d}.npz"),
+            str(job / EXTRACTOR_FILE),
+            photos[start : start + photos_per_shard],
+            ids[start : start + photos_per_shard],
+        )
+        for number, start in enumerate(range(0, len(photos), photos_per_shard))
+    ]
 
 
 def _job_folder(
