@@ -25,6 +25,7 @@ PACKAGES = (
     "search",
     "explanations",
     "serve",
+    "extraction",
 )
 # The pages whose measured numbers the guide may quote.
 MEASURED = ("benchmarks.md", "traditional.md", "deep.md", "fusion.md")

@@ -31,6 +31,7 @@ LAYERS = {
     "files": 7,
     "explanations": 7,
     "serve": 8,
+    "extraction": 8,
     "cli": 9,
     "__main__": 10,
 }

@@ -19,6 +19,7 @@ from . import (
     duplicates,
     evaluate,
     explain,
+    extract,
     index,
     info,
     predict,
@@ -36,6 +37,7 @@ COMMANDS = (
     predict,
     explain,
     index,
+    extract,
     search,
     duplicates,
     serve,
@@ -50,6 +52,7 @@ quick start:
   fusionrec predict model.fusionrec new.jpg --top 3
   fusionrec explain model.fusionrec new.jpg -o why.png  why that product, drawn
   fusionrec index catalogue/ -o index.fusionrec     every photo under catalogue/, for search
+  fusionrec extract catalogue/ --out features/      features of millions of photos, in shards
   fusionrec search index.fusionrec shopper.jpg -k 5
   fusionrec duplicates index.fusionrec --out dup/   one photo under two ids (index --rerank)
   fusionrec serve index.fusionrec                   search by photo over HTTP, page at /

@@ -20,6 +20,7 @@ from ..deep import CNNEmbedder
 from ..fusion import (
     DEFAULT_BLOCK_WEIGHTS,
     FUSED_CONSTRAINTS,
+    FusedFeatures,
     check_block_weights,
     features_for,
     upgraded_branches,
@@ -197,23 +198,63 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         -------
         self : ProductIndex
         """
-        validate_params(self, self._parameter_rules)
-        check_block_weights(self.block_weights)
-        if self.search == "ivf":
-            require_faiss()
-        if self.rerank:
-            check_detector(self.rerank_detector)
+        self._check_parameters()
         images = non_empty_images(X)
         ids = _new_ids(np.arange(len(images)) if ids is None else ids, len(images), ())
         self.features_ = features_for(self)
-        vectors = l2_normalise(self.features_.fit_transform(images))
-        self.ids_ = np.empty(0, dtype=object)
-        self.vectors_ = np.empty((0, vectors.shape[1]), dtype=np.float32)
-        self.keypoints_ = [] if self.rerank else None
-        self._inverted_file = None
-        self._append(images, ids, vectors)
-        readable = len(self.vectors_) > 0
-        self.centroids_ = self._centroids() if self.search == "ivf" and readable else None
+        self._index_first(images, ids, l2_normalise(self.features_.fit_transform(images)))
+        return self
+
+    def fit_extracted(self, features: FusedFeatures, vectors: Any, ids: Any) -> ProductIndex:
+        """Index feature rows that ``features`` extracted earlier, without their photos.
+
+        What :func:`fusionrec.extraction.index_from_features` calls on the rows
+        of an extraction job: the index equals one fitted on the photos
+        themselves with the same extractors.
+
+        Parameters
+        ----------
+        features : FusedFeatures
+            The fitted features that extracted the rows; the index extracts
+            its queries' features with it (it becomes ``features_``). Its
+            ``branch`` and ``block_weights`` must be the index's.
+        vectors : array-like of shape (n_items, n_features)
+            ``features.transform`` of the catalogue photos; rows of NaN
+            (unreadable photos) are left out, as in ``fit``.
+        ids : sequence of hashable
+            One unique id per row.
+
+        Returns
+        -------
+        self : ProductIndex
+
+        Raises
+        ------
+        ValueError
+            With ``rerank`` (re-ranking needs the photos' keypoints), or rows
+            that ``features`` cannot have made.
+        """
+        self._check_parameters()
+        if self.rerank:
+            raise ValueError("rerank='ransac' keeps keypoints of the photos: fit on the photos")
+        check_is_fitted(features, "branches_")
+        if (features.branch, tuple(features.block_weights)) != (
+            self.branch,
+            tuple(self.block_weights),
+        ):
+            raise ValueError(
+                f"features extract branch={features.branch!r} with block_weights="
+                f"{features.block_weights}; the index has {self.branch!r}, {self.block_weights}"
+            )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != features.n_features_out_:
+            raise ValueError(
+                f"vectors must be (n_items, {features.n_features_out_}) rows of these features;"
+                f" got shape {vectors.shape}"
+            )
+        ids = _new_ids(ids, len(vectors), ())
+        self.features_ = features
+        self._index_first([], ids, l2_normalise(vectors))
         return self
 
     def add(self, X: Any, ids: Any) -> ProductIndex:
@@ -360,6 +401,24 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         return tags
+
+    def _check_parameters(self) -> None:
+        validate_params(self, self._parameter_rules)
+        check_block_weights(self.block_weights)
+        if self.search == "ivf":
+            require_faiss()
+        if self.rerank:
+            check_detector(self.rerank_detector)
+
+    def _index_first(self, images: Sequence, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Start the index with these items (the photos are needed only for ``rerank``)."""
+        self.ids_ = np.empty(0, dtype=object)
+        self.vectors_ = np.empty((0, vectors.shape[1]), dtype=np.float32)
+        self.keypoints_ = [] if self.rerank else None
+        self._inverted_file = None
+        self._append(images, ids, vectors)
+        readable = len(self.vectors_) > 0
+        self.centroids_ = self._centroids() if self.search == "ivf" and readable else None
 
     def _upgraded(self, state: dict) -> dict:
         """Before 0.1.0 (unreleased): ``branches_`` and ``skipped_ids_`` (now positions)."""
