@@ -33,6 +33,7 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_ROOT, load_split
@@ -41,6 +42,7 @@ from fusionrec import BagOfVisualWords, FusedClassifier, FusedFeatures, ProductI
 from fusionrec.features import Branch, default_deep, default_traditional
 from fusionrec.features.cache import FeatureCache, cached_per_photo, folder_name
 from fusionrec.fusion import classifier as classifier_module
+from fusionrec.fusion import few_shot
 from fusionrec.search import index as index_module
 from fusionrec.search.geometry import Keypoints
 
@@ -148,19 +150,27 @@ def over_draws(
 
 
 def report(scores: dict[tuple, list[float]], args) -> None:
+    """A Markdown table: one row per model, a column per split (and chosen weight) and k."""
     names = list(dict.fromkeys(name for _, name, _ in scores))
-    header = " | ".join(f"{split} k={k}" for split in args.splits for k in args.shots)
+    columns = list(dict.fromkeys(column for _, _, column in scores))
+    header = " | ".join(f"{column} k={k}" for column in columns for k in args.shots)
     print(f"| model | {header} |")
-    print("| --- |" + " --- |" * (len(args.splits) * len(args.shots)))
+    print("| --- |" + " --- |" * (len(columns) * len(args.shots)))
     for name in names:
         cells = " | ".join(
-            spread(scores[(k, name, split)]) for split in args.splits for k in args.shots
+            spread(scores[(k, name, column)]) if (k, name, column) in scores else "n/a"
+            for column in columns
+            for k in args.shots
         )
         print(f"| {name} | {cells} |")
 
 
 def accuracy(model, asked: dict) -> dict[str, float]:
-    return {split: float(np.mean(model.predict(photos) == labels)) for split, (photos, labels) in asked.items()}
+    """The model's accuracy on each split's queries."""
+    return {
+        split: float(np.mean(model.predict(photos) == labels))
+        for split, (photos, labels) in asked.items()
+    }
 
 
 def classify(table: CachedBlocks, args) -> None:
@@ -170,6 +180,40 @@ def classify(table: CachedBlocks, args) -> None:
             model = FusedClassifier(**settings, random_state=0).fit(photos, labels)
             for split, value in accuracy(model, asked).items():
                 results[(name, split)] = value
+        return results
+
+    report(over_draws(table, args, score), args)
+
+
+LATE_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+BLOCK_WEIGHTS = ((0.5, 1.0), (0.75, 1.0), (1.0, 1.0), (1.5, 1.0))
+
+
+def choose(table: CachedBlocks, args) -> None:
+    """Late fusion: fixed weights against held-out folds; early fusion: block weights and C."""
+
+    def score(photos, labels, asked):
+        results = {}
+        for weights in BLOCK_WEIGHTS:
+            for c in (10.0, 100.0):
+                model = FusedClassifier(
+                    block_weights=weights,
+                    classifier=LogisticRegression(C=c, max_iter=3000),
+                    random_state=0,
+                ).fit(photos, labels)
+                for split, value in accuracy(model, asked).items():
+                    results[(f"early, block weights {weights}, C={c:g}", split)] = value
+        if min(np.unique(labels, return_counts=True)[1]) >= 2:
+            with mock.patch.object(few_shot, "HELD_OUT_PHOTOS", 2):
+                model = FusedClassifier(fusion="late", random_state=0).fit(photos, labels)
+            for split, value in accuracy(model, asked).items():
+                results[("late, weight from held-out folds", split)] = value
+            results[("late, weight from held-out folds", "chosen weight")] = model.late_weight_
+        model = FusedClassifier(fusion="late", random_state=0).fit(photos, labels)
+        for weight in LATE_WEIGHTS:
+            model.late_weight_ = weight
+            for split, value in accuracy(model, asked).items():
+                results[(f"late, weight {weight}", split)] = value
         return results
 
     report(over_draws(table, args, score), args)
@@ -191,7 +235,7 @@ def main() -> None:
     table = CachedBlocks(args.root, args.cache)
     print(f"features read in {time.perf_counter() - started:.0f} s")
     with features_from(table):
-        {"classify": classify}[args.part](table, args)
+        {"classify": classify, "choose": choose}[args.part](table, args)
     print(f"({time.perf_counter() - started:.0f} s in all)")
 
 

@@ -30,6 +30,7 @@ from .features import (
     features_for,
     upgraded_branches,
 )
+from .few_shot import FEW_SHOT_LATE_WEIGHT, late_weight_choice
 from .fitting import fit_cached
 from .row_space import fit_in_row_space
 
@@ -100,6 +101,13 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         The fitted classifiers: ``{"fused": ...}`` for early fusion, else one per branch.
     late_weight_ : float
         Weight of the traditional branch's log-probabilities (late fusion only).
+    late_weight_choice_ : {"held-out", "few-shot"}
+        How ``late_weight_`` was set (late fusion only): chosen on held-out
+        folds of the training photos when every product has at least
+        ``fusionrec.fusion.few_shot.HELD_OUT_PHOTOS`` (5) photos; otherwise
+        the weight measured best for products known from 1 to 4 photos
+        (``FEW_SHOT_LATE_WEIGHT``, 0.6), since folds cannot hold out the only
+        photo of a product and are noisy with a few.
     dropped_indices_ : ndarray
         Positions of training photos dropped by ``on_error``.
 
@@ -206,8 +214,13 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         return fit_cached(classifier, features, target, cache_location(self.memory))
 
     def _fit_late(self, blocks: dict[str, np.ndarray], target: np.ndarray) -> None:
-        """One classifier per branch; the weight of their log-probabilities from held-out folds."""
+        """One classifier per branch; the weight of their log-probabilities from held-out folds.
+
+        With fewer than ``HELD_OUT_PHOTOS`` photos of some product, too few to
+        hold any out reliably, the weight is ``FEW_SHOT_LATE_WEIGHT`` instead.
+        """
         smallest = int(np.bincount(target).min())
+        self.late_weight_choice_ = late_weight_choice(smallest)
         folds = StratifiedKFold(
             n_splits=max(2, min(5, smallest)), shuffle=True, random_state=self.random_state
         )
@@ -216,11 +229,16 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
         for name, block in blocks.items():
             features = self.features_.fuse({name: block})
             classifier = self._new_classifier(probabilities=True)
-            held_out[name] = _held_out_probabilities(
-                classifier, features, target, folds, self.n_jobs
-            )
+            if self.late_weight_choice_ == "held-out":
+                held_out[name] = _held_out_probabilities(
+                    classifier, features, target, folds, self.n_jobs
+                )
             self.classifiers_[name] = self._fit_classifier(classifier, features, target)
-        self.late_weight_ = _best_weight(held_out["traditional"], held_out["deep"], target)
+        self.late_weight_ = (
+            _best_weight(held_out["traditional"], held_out["deep"], target)
+            if held_out
+            else FEW_SHOT_LATE_WEIGHT
+        )
 
     def _log_probabilities(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "classifiers_")
