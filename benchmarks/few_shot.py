@@ -45,6 +45,7 @@ from fusionrec.fusion import classifier as classifier_module
 from fusionrec.fusion import few_shot
 from fusionrec.search import index as index_module
 from fusionrec.search.geometry import Keypoints
+from fusionrec.search.index import RERANK_KEYPOINTS
 
 SHOTS = (1, 3, 5)
 MODELS = {
@@ -71,6 +72,14 @@ class CachedBlocks:
         for name, branch in branches.items():
             branch.fit_transform(train)
             self.blocks[name] = branch.transform(photos)
+
+    def with_traditional(self, photos, block: np.ndarray) -> CachedBlocks:
+        """A copy whose traditional features of ``photos`` are ``block``'s rows."""
+        copy = object.__new__(CachedBlocks)
+        copy.__dict__.update(self.__dict__)
+        copy.blocks = {**self.blocks, "traditional": self.blocks["traditional"].copy()}
+        copy.blocks["traditional"][[self.row[photo] for photo in photos]] = block
+        return copy
 
     def lookup(self, photos, names) -> dict[str, np.ndarray]:
         rows = [self.row[photo] for photo in photos]
@@ -110,6 +119,25 @@ def features_from(table: CachedBlocks) -> Iterator[None]:
         mock.patch.object(index_module, "features_for", looked_up),
     ):
         yield
+
+
+class CachedKeypoints:
+    """The re-ranking keypoints ``ProductIndex`` takes of each photo, described once and cached.
+
+    The same describer as ``ProductIndex._keypoints`` (RootSIFT, the strongest
+    ``RERANK_KEYPOINTS``), its output kept in the benchmark cache.
+    """
+
+    def __init__(self, cache: Path) -> None:
+        self.describer = BagOfVisualWords("rootsift", max_keypoints=RERANK_KEYPOINTS, n_jobs=1)
+        self.cache = FeatureCache(cache, folder_name(self.describer.description_key()))
+
+    def __call__(self, photos) -> list[Keypoints]:
+        rows = cached_per_photo(list(photos), self._described, self.cache)
+        return [Keypoints.from_pair(row[:, :2], row[:, 2:]) for row in rows]
+
+    def _described(self, photos: list) -> list[np.ndarray]:
+        return [np.hstack(pair).astype(np.float32) for pair in self.describer.describe(photos)]
 
 
 def draw(labels: np.ndarray, k: int, seed: int, n_classes: int | None) -> np.ndarray:
@@ -185,6 +213,52 @@ def classify(table: CachedBlocks, args) -> None:
     report(over_draws(table, args, score), args)
 
 
+SEARCHES = {
+    "deep, cosine": {"branch": "deep"},
+    "deep, re-ranked": {"branch": "deep", "rerank": "ransac"},
+    "fused, cosine": {"branch": "fused"},
+    "fused, re-ranked": {"branch": "fused", "rerank": "ransac"},
+}
+
+
+def search(table: CachedBlocks, args) -> None:
+    """Nearest exemplar: each query takes the product of its best match in a ProductIndex."""
+    keypoints = CachedKeypoints(args.cache)
+
+    def score(photos, labels, asked):
+        results = {}
+        for name, settings in SEARCHES.items():
+            index = ProductIndex(**settings, random_state=0).fit(photos)
+            for split, (queries, truth) in asked.items():
+                chosen = np.random.default_rng(0).permutation(len(queries))[: args.queries]
+                best = [matches.ids[0] for matches in index.query(queries[chosen], k=1)]
+                results[(name, split)] = float(np.mean(labels[best] == truth[chosen]))
+        return results
+
+    with mock.patch.object(ProductIndex, "_keypoints", lambda index, photos: keypoints(photos)):
+        report(over_draws(table, args, score), args)
+
+
+def vocabulary(table: CachedBlocks, args) -> None:
+    """The Fisher vocabulary learned from every training photo, or from the k shots only."""
+
+    def score(photos, labels, asked):
+        branch = Branch(default_traditional(2, 0), args.cache)
+        own = table.with_traditional(photos, branch.fit_transform(photos))
+        for split_photos, _ in asked.values():
+            own = own.with_traditional(split_photos, branch.transform(split_photos))
+        results = {}
+        for source, features in (("all training photos", table), ("the shots", own)):
+            with features_from(features):
+                for name in ("traditional", "fused, early", "fused, late"):
+                    model = FusedClassifier(**MODELS[name], random_state=0).fit(photos, labels)
+                    for split, value in accuracy(model, asked).items():
+                        results[(f"{name}, vocabulary from {source}", split)] = value
+        return results
+
+    report(over_draws(table, args, score), args)
+
+
 LATE_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BLOCK_WEIGHTS = ((0.5, 1.0), (0.75, 1.0), (1.0, 1.0), (1.5, 1.0))
 
@@ -219,9 +293,12 @@ def choose(table: CachedBlocks, args) -> None:
     report(over_draws(table, args, score), args)
 
 
+PARTS = {"classify": classify, "choose": choose, "search": search, "vocabulary": vocabulary}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["classify", "choose", "search", "vocabulary"])
+    parser.add_argument("part", choices=list(PARTS))
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
@@ -230,12 +307,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="draws per k")
     parser.add_argument("--classes", type=int, default=None, help="only the first N classes")
     parser.add_argument("--splits", nargs="+", default=["val", "test"])
+    parser.add_argument(
+        "--queries", type=int, default=None, help="search: only N queries per split (seeded)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     table = CachedBlocks(args.root, args.cache)
     print(f"features read in {time.perf_counter() - started:.0f} s")
     with features_from(table):
-        {"classify": classify, "choose": choose}[args.part](table, args)
+        {"classify": classify, "choose": choose, "search": search, "vocabulary": vocabulary}[
+            args.part
+        ](table, args)
     print(f"({time.perf_counter() - started:.0f} s in all)")
 
 
