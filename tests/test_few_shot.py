@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 
 from fusionrec import BagOfVisualWords, FusedClassifier
+from fusionrec.fusion import DEFAULT_BLOCK_WEIGHTS
 from fusionrec.fusion.few_shot import (
+    FEW_PHOTOS,
+    FEW_SHOT_BLOCK_WEIGHTS,
     FEW_SHOT_LATE_WEIGHT,
     HELD_OUT_PHOTOS,
+    block_weights_for,
     late_weight_choice,
 )
 
@@ -59,3 +63,26 @@ def test_the_rarest_product_decides_how_the_late_weight_is_set(demo, memory):
     rarest = late_model(memory).fit(photos[one_photo_fewer], labels[one_photo_fewer])
     assert rarest.late_weight_choice_ == "few-shot"
     assert rarest.late_weight_ == FEW_SHOT_LATE_WEIGHT
+
+
+def test_early_fusion_lengthens_the_keypoint_block_when_products_have_few_photos(demo, memory):
+    photos, labels = shots(demo, 1)
+    model = FusedClassifier(traditional=SMALL_TRADITIONAL, memory=memory, random_state=0)
+    fitted = model.fit(photos, labels)
+    assert fitted.block_weights_ == FEW_SHOT_BLOCK_WEIGHTS
+    fused = fitted.features_.fuse(fitted.features_.transform_blocks(photos[:3]))
+    width = fitted.features_.fitted_extractor("traditional").n_features_out_
+    np.testing.assert_allclose(np.linalg.norm(fused[:, :width], axis=1), 1.0, rtol=1e-5)
+    assert model.get_params()["block_weights"] == "auto"
+
+
+def test_early_fusion_keeps_the_measured_lengths_with_many_photos_or_given_ones(demo, memory):
+    photos, labels = shots(demo, FEW_PHOTOS)
+    many = FusedClassifier(traditional=SMALL_TRADITIONAL, memory=memory, random_state=0)
+    assert many.fit(photos, labels).block_weights_ == DEFAULT_BLOCK_WEIGHTS
+    photos, labels = shots(demo, 1)
+    given = FusedClassifier(
+        traditional=SMALL_TRADITIONAL, block_weights=[0.25, 1.0], memory=memory, random_state=0
+    )
+    assert given.fit(photos, labels).block_weights_ == (0.25, 1.0)
+    assert block_weights_for(FEW_PHOTOS - 1) == FEW_SHOT_BLOCK_WEIGHTS
