@@ -76,10 +76,10 @@ class FusedClassifier(NewParameterDefaults, ClassifierMixin, BaseEstimator):
     block_weights : "auto" or tuple of two floats, default="auto"
         Early fusion: length of each block per photo (traditional, deep)
         after normalisation, as in ``FusedFeatures``. ``"auto"``: (0.5, 1.0)
-        when every product has at least 10 photos in ``fit``, else (1.0, 1.0):
-        with few photos per product, giving the keypoints as much length as
-        the embedding classified 3 to 6 points more of the Grocery Store val
-        photos (see ``block_weights_``).
+        when every product has at least 15 photos in ``fit``, else (1.0, 1.0):
+        with 1 to 10 photos per product, giving the keypoints as much length
+        as the embedding classified 2.5 to 5.5 points more of the Grocery
+        Store val photos (see ``block_weights_``).
     memory : str, path, joblib.Memory or None, default=None
         Cache each photo's keypoints and embeddings on disk, keyed by photo
         content and extractor settings, so a grid search reads each photo

@@ -28,7 +28,7 @@ HELD_OUT_PHOTOS = 5
 FEW_SHOT_LATE_WEIGHT = 0.7
 """Weight of the traditional branch's log-probabilities with fewer photos than that."""
 
-FEW_PHOTOS = 10
+FEW_PHOTOS = 15
 """Fewer photos than this of some product, and early fusion uses :data:`FEW_SHOT_BLOCK_WEIGHTS`."""
 
 FEW_SHOT_BLOCK_WEIGHTS = (1.0, 1.0)
