@@ -298,7 +298,7 @@ def test_skip_drops_photos_with_their_labels(split, memory):
         ({"fusion": "middle"}, "fusion must be one of"),
         ({"deep": "lite0"}, "deep must be None or a CNNEmbedder"),
         ({"deep": FrozenEstimator(SMALL_TRADITIONAL)}, r"or FrozenEstimator\(a fitted CNNEmbedder"),
-        ({"block_weights": 1.0}, "block_weights must be a pair of weights"),
+        ({"block_weights": 1.0}, "block_weights must be 'auto' or a pair of weights"),
         ({"block_weights": (1.0,)}, "two non-negative numbers"),
         ({"block_weights": (1.0, -0.5)}, "two non-negative numbers"),
         ({"block_weights": ("a", 1.0)}, "two non-negative numbers"),
