@@ -30,6 +30,7 @@ from .geometry import Keypoints, verified_matches
 from .ids import compact_ids, id_values, joined_ids
 from .inverted_file import (
     COMPRESSIONS,
+    PQ_CODES,
     InvertedFile,
     default_n_lists,
     require_faiss,
@@ -344,8 +345,8 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         if getattr(self, "centroids_", None) is None:  # switched to "ivf" after fit
             self.centroids_ = self._centroids()
         if getattr(self, "_inverted_file", None) is None:
-            n_lists, seed = len(self.centroids_), self._seed()
-            sample = training_sample(self.vectors_, n_lists, seed) if self.compression else None
+            pq = self.compression == "pq"
+            sample = training_sample(self.vectors_, PQ_CODES, self._seed()) if pq else None
             self._inverted_file = InvertedFile(self.centroids_, self.compression, sample)
             self._inverted_file.add(self.vectors_)
         return self._inverted_file

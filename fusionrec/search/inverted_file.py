@@ -26,7 +26,9 @@ from .vectors import rescored, top_k
 
 _POINTS_PER_LIST = 39  # faiss warns below this many training points per centroid
 _TRAINING_POINTS_PER_LIST = 256  # k-means learns from at most this many per centroid
-_MAX_TRAINING_POINTS = 1 << 18  # and from at most this many in all (1.25 GiB at 1,280 floats)
+_MAX_TRAINING_POINTS = 1 << 17  # and from at most this many in all (640 MiB at 1,280 floats)
+PQ_CODES = 256
+"""Codes per sub-quantizer of ``"pq"`` (8 bits); learned from 256 training rows each."""
 _ADDED_AT_ONCE = 65_536  # rows converted to float32 at once when filing items
 
 COMPRESSIONS = (None, "float16", "pq")
@@ -58,18 +60,24 @@ def _faiss():
 def default_n_lists(n_items: int) -> int:
     """About ``4 * sqrt(n_items)`` lists, and at least 39 items to learn each from.
 
+    At most 3,360 lists: 39 for each of the 2^17 training rows k-means is given,
+    which bounds the memory learning takes (3,360 lists from 705,600 items on).
+
     Examples
     --------
     >>> default_n_lists(100_000), default_n_lists(2_640), default_n_lists(10)
     (1264, 67, 1)
+    >>> default_n_lists(1_000_000)
+    3360
     """
-    return max(1, min(int(4 * math.sqrt(n_items)), n_items // _POINTS_PER_LIST))
+    most = min(n_items, _MAX_TRAINING_POINTS) // _POINTS_PER_LIST
+    return max(1, min(int(4 * math.sqrt(n_items)), most))
 
 
 def training_sample(vectors: np.ndarray, n_lists: int, seed: int) -> np.ndarray:
     """A seeded sample of ``vectors`` to learn ``n_lists`` lists from, as float32 rows.
 
-    At most 256 rows per list and 2^18 in all, in index order.
+    At most 256 rows per list and 2^17 in all, in index order.
     """
     rng = np.random.default_rng(seed)
     size = min(len(vectors), n_lists * _TRAINING_POINTS_PER_LIST, _MAX_TRAINING_POINTS)
@@ -138,7 +146,7 @@ class InvertedFile:
         elif compression == "pq":
             if sample is None:
                 raise ValueError("compression='pq' learns its codes from a sample: none given")
-            n_parts, n_bits = pq_shape(width, len(sample))
+            n_parts, n_bits = pq_shape(width, len(sample))  # sample: ``PQ_CODES`` lists' worth
             self.index = faiss.IndexIVFPQ(
                 self.quantizer, width, n_lists, n_parts, n_bits, inner_product
             )
