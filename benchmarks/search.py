@@ -29,6 +29,7 @@ from common import DEFAULT_ROOT, current_rss_mib, load_split, peak_rss_mib
 
 from fusionrec import CNNEmbedder, ProductIndex
 from fusionrec._vectors import l2_normalise
+from fusionrec.search.ids import compact_ids, joined_ids
 
 
 def ranking_metrics(hits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -98,7 +99,7 @@ def grown_to(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
     rng = np.random.default_rng(seed)
     padding = l2_normalise(rng.standard_normal((extra, index.vectors_.shape[1]), np.float32))
     index.vectors_ = np.vstack([index.vectors_, padding])
-    index.ids_ = np.concatenate([index.ids_, np.array([f"synthetic-{i}" for i in range(extra)])])
+    index.ids_ = joined_ids(index.ids_, compact_ids([f"synthetic-{i}" for i in range(extra)]))
     return index
 
 
@@ -118,7 +119,7 @@ def grown_with_look_alikes(index: ProductIndex, n_items: int, seed: int = 0) -> 
     extra = n_items - len(index.ids_)
     rng = np.random.default_rng(seed)
     index.vectors_ = np.vstack([index.vectors_, look_alikes(index.vectors_, extra, rng)])
-    index.ids_ = np.concatenate([index.ids_, np.array([f"look-alike-{i}" for i in range(extra)])])
+    index.ids_ = joined_ids(index.ids_, compact_ids([f"look-alike-{i}" for i in range(extra)]))
     return index
 
 
