@@ -88,7 +88,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         ``10 * k`` candidates by those codes are scored again exactly with
         ``vectors_``, so the scores returned are exact. For 10^6 items and
         more, where float32 vectors and an inverted file of them would not fit
-        in memory (docs/benchmarks.md has the measurements).
+        in memory (``python benchmarks/search.py million`` measures them).
     rerank : {None, "ransac"}, default=None
         Re-rank the best candidates by geometrically verified keypoint matches.
     rerank_depth : int, default=20
