@@ -155,7 +155,7 @@ def ann(root: Path, cache: Path, n_queries: int, deep, n_items: int) -> None:
         print(f"  ivf, n_probes={n_probes:<3}     {summary}; {overlap(exact, answers)}")
 
 
-MILLION_CHUNK = 50_000  # look-alikes made (in float32) at once
+MILLION_CHUNK = 20_000  # look-alikes made (in float32) at once
 
 
 def million(args: argparse.Namespace) -> None:

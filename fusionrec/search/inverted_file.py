@@ -26,7 +26,7 @@ from .vectors import rescored, top_k
 
 _POINTS_PER_LIST = 39  # faiss warns below this many training points per centroid
 _TRAINING_POINTS_PER_LIST = 256  # k-means learns from at most this many per centroid
-_MAX_TRAINING_POINTS = 1 << 17  # and from at most this many in all (640 MiB at 1,280 floats)
+_MAX_TRAINING_POINTS = 1 << 16  # and from at most this many in all (320 MiB at 1,280 floats)
 PQ_CODES = 256
 """Codes per sub-quantizer of ``"pq"`` (8 bits); learned from 256 training rows each."""
 _ADDED_AT_ONCE = 65_536  # rows converted to float32 at once when filing items
@@ -60,15 +60,15 @@ def _faiss():
 def default_n_lists(n_items: int) -> int:
     """About ``4 * sqrt(n_items)`` lists, and at least 39 items to learn each from.
 
-    At most 3,360 lists: 39 for each of the 2^17 training rows k-means is given,
-    which bounds the memory learning takes (3,360 lists from 705,600 items on).
+    At most 1,680 lists: 39 for each of the 2^16 training rows k-means is given,
+    which bounds the memory learning takes (1,680 lists from 176,400 items on).
 
     Examples
     --------
     >>> default_n_lists(100_000), default_n_lists(2_640), default_n_lists(10)
     (1264, 67, 1)
     >>> default_n_lists(1_000_000)
-    3360
+    1680
     """
     most = min(n_items, _MAX_TRAINING_POINTS) // _POINTS_PER_LIST
     return max(1, min(int(4 * math.sqrt(n_items)), most))
@@ -77,7 +77,7 @@ def default_n_lists(n_items: int) -> int:
 def training_sample(vectors: np.ndarray, n_lists: int, seed: int) -> np.ndarray:
     """A seeded sample of ``vectors`` to learn ``n_lists`` lists from, as float32 rows.
 
-    At most 256 rows per list and 2^17 in all, in index order.
+    At most 256 rows per list and 2^16 in all, in index order.
     """
     rng = np.random.default_rng(seed)
     size = min(len(vectors), n_lists * _TRAINING_POINTS_PER_LIST, _MAX_TRAINING_POINTS)
