@@ -32,6 +32,7 @@ from search import look_alikes
 
 import fusionrec
 from fusionrec import FusedClassifier, ProductIndex
+from fusionrec.search.ids import compact_ids, joined_ids
 
 CHUNK = 50_000  # look-alike rows made at once, so that building the index stays small
 
@@ -57,9 +58,9 @@ def padded_index(index: ProductIndex, n_items: int, folder: Path) -> ProductInde
         stop = min(start + CHUNK, n_items)
         vectors[start:stop] = look_alikes(real, stop - start, rng)
     vectors.flush()
-    extra = np.array([f"look-alike-{i}" for i in range(n_items - len(real))], dtype=object)
+    extra = compact_ids([f"look-alike-{i}" for i in range(n_items - len(real))])
     index.vectors_ = vectors
-    index.ids_ = np.concatenate([index.ids_, extra])
+    index.ids_ = joined_ids(index.ids_, extra)
     return index
 
 
@@ -68,13 +69,15 @@ def open_index(args: argparse.Namespace) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"index-{args.n_items}.fusionrec"
     photos, _ = catalogue(args.root, args.n_catalogue)
-    index = ProductIndex(memory=args.cache, random_state=0).fit(photos)
+    ids = [f"photo-{i}" for i in range(len(photos))]  # string ids, as a shop's SKUs
+    index = ProductIndex(memory=args.cache, random_state=0).fit(photos, ids)
     padded = padded_index(index, args.n_items, folder)
     started = time.perf_counter()
     fusionrec.save(padded, path)
     print(
         f"index of {args.n_items:,} items ({len(photos):,} training photos + look-alikes), "
-        f"{padded.vectors_.shape[1]} features: {path.stat().st_size / 2**30:.2f} GiB written "
+        f"{padded.vectors_.shape[1]} features, ids {padded.ids_.dtype}: "
+        f"{path.stat().st_size / 2**30:.2f} GiB written "
         f"in {time.perf_counter() - started:.1f} s"
     )
     (folder / "vectors.npy").unlink()

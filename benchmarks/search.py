@@ -3,6 +3,7 @@
     python benchmarks/search.py recall    # train split as catalogue, test photos as queries
     python benchmarks/search.py latency   # query latency and index memory, 2,640 and 100,000 items
     python benchmarks/search.py ann --items 100000  # search="ivf" (faiss) against exact search
+    python benchmarks/search.py million   # 10^6 items: compression="float16" and "pq" side by side
     python benchmarks/search.py recall --deep-model tuned.joblib  # a fine-tuned CNNEmbedder
                                           # (saved by benchmarks/fine_tune.py --save)
 
@@ -12,6 +13,8 @@ A query "hits" when a returned catalogue photo shows the query's product (fine l
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,10 +25,11 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split, peak_rss_mib
+from common import DEFAULT_ROOT, current_rss_mib, load_split, peak_rss_mib
 
 from fusionrec import CNNEmbedder, ProductIndex
 from fusionrec._vectors import l2_normalise
+from fusionrec.search.ids import compact_ids, joined_ids
 
 
 def ranking_metrics(hits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -95,7 +99,7 @@ def grown_to(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
     rng = np.random.default_rng(seed)
     padding = l2_normalise(rng.standard_normal((extra, index.vectors_.shape[1]), np.float32))
     index.vectors_ = np.vstack([index.vectors_, padding])
-    index.ids_ = np.concatenate([index.ids_, np.array([f"synthetic-{i}" for i in range(extra)])])
+    index.ids_ = joined_ids(index.ids_, compact_ids([f"synthetic-{i}" for i in range(extra)]))
     return index
 
 
@@ -115,7 +119,7 @@ def grown_with_look_alikes(index: ProductIndex, n_items: int, seed: int = 0) -> 
     extra = n_items - len(index.ids_)
     rng = np.random.default_rng(seed)
     index.vectors_ = np.vstack([index.vectors_, look_alikes(index.vectors_, extra, rng)])
-    index.ids_ = np.concatenate([index.ids_, np.array([f"look-alike-{i}" for i in range(extra)])])
+    index.ids_ = joined_ids(index.ids_, compact_ids([f"look-alike-{i}" for i in range(extra)]))
     return index
 
 
@@ -151,6 +155,94 @@ def ann(root: Path, cache: Path, n_queries: int, deep, n_items: int) -> None:
         print(f"  ivf, n_probes={n_probes:<3}     {summary}; {overlap(exact, answers)}")
 
 
+MILLION_CHUNK = 20_000  # look-alikes made (in float32) at once
+
+
+def million(args: argparse.Namespace) -> None:
+    """Each compression in a fresh process: build time, peak RSS, search latency, recall@10."""
+    folder = Path(tempfile.mkdtemp(prefix="fusionrec-million-"))
+    catalogue, _ = load_split(args.root, "train")
+    queries = load_split(args.root, "test")[0][: args.n_queries]
+    index = ProductIndex(memory=args.cache, random_state=0).fit(catalogue)
+    np.save(folder / "real.npy", index.vectors_)
+    np.save(folder / "queries.npy", index._features(queries))
+    print(
+        f"{args.items:,} items ({len(catalogue):,} real + look-alikes), {args.n_queries} test "
+        "photos' vectors searched one at a time, k=10, search='ivf'; recall@10 of the exact "
+        "float32 top 10; latency of the search alone (embedding a photo adds about 12 ms)"
+    )
+    for compression in args.compressions:
+        command = [sys.executable, __file__, "million-one", "--folder", str(folder)]
+        command += ["--items", str(args.items), "--compression", compression]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        result = json.loads(done.stdout.splitlines()[-1])
+        print(
+            f"  compression={compression:8} lists {result['lists']}, build {result['build']:.0f} s"
+            f" (vectors made in {result['made']:.0f} s); peak RSS {result['peak']:.0f} MiB,"
+            f" after building {result['rss']:.0f} MiB"
+        )
+        for n_probes, row in result["probes"].items():
+            print(
+                f"    n_probes={n_probes:<3} p50 {row['p50']:.2f} ms, p95 {row['p95']:.2f} ms,"
+                f" recall@10 {row['recall']:.3f}"
+            )
+
+
+def million_one(args: argparse.Namespace) -> None:
+    """One compression: grow, file and search an index; print one JSON line."""
+    compression = None if args.compression == "none" else args.compression
+    folder = Path(args.folder)
+    real, queries = np.load(folder / "real.npy"), np.load(folder / "queries.npy")
+    index = ProductIndex(search="ivf", compression=compression, random_state=0)
+    started = time.perf_counter()
+    index.vectors_, exact = look_alike_vectors(real, queries, args.items, index._vector_dtype())
+    index.ids_ = np.array([f"item-{i}" for i in range(args.items)])
+    index.centroids_, index._inverted_file = None, None
+    made = time.perf_counter() - started
+    started = time.perf_counter()
+    index._filed()
+    result = {"made": made, "build": time.perf_counter() - started, "rss": current_rss_mib()}
+    result["lists"], result["probes"] = len(index.centroids_), {}
+    for n_probes in (16, 32, 64):
+        index.set_params(n_probes=n_probes)
+        timings, found = [], []
+        for vector in queries:
+            started = time.perf_counter()
+            found.append(index._nearest(vector[None], 10)[0][0])
+            timings.append(time.perf_counter() - started)
+        p50, p95 = np.percentile(timings, [50, 95]) * 1000
+        recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(found, exact, strict=True)])
+        result["probes"][n_probes] = {"p50": p50, "p95": p95, "recall": recall}
+    result["peak"] = peak_rss_mib()
+    print(json.dumps(result))
+
+
+def look_alike_vectors(
+    real: np.ndarray, queries: np.ndarray, n_items: int, dtype: type
+) -> tuple[np.ndarray, list]:
+    """``real`` then look-alikes up to ``n_items``, stored as ``dtype``; the queries' exact top 10.
+
+    Made a chunk at a time, in float32, and searched exactly while made, so that
+    no float32 copy of every item is ever held.
+    """
+    vectors = np.empty((n_items, real.shape[1]), dtype=dtype)
+    rng = np.random.default_rng(0)
+    best = np.empty((len(queries), 0), dtype=np.intp), np.empty((len(queries), 0), np.float32)
+    for start in range(0, n_items, MILLION_CHUNK):
+        stop = min(start + MILLION_CHUNK, n_items)
+        real_rows = real[start:stop]  # empty past the real items
+        chunk = np.vstack([real_rows, look_alikes(real, stop - start - len(real_rows), rng)])
+        vectors[start:stop] = chunk
+        scores = queries @ chunk.T
+        indices = np.concatenate(
+            [best[0], np.broadcast_to(np.arange(start, stop), scores.shape)], 1
+        )
+        scores = np.concatenate([best[1], scores], axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+        best = np.take_along_axis(indices, order, 1), np.take_along_axis(scores, order, 1)
+    return vectors, best[0].tolist()
+
+
 def latency(root: Path, cache: Path, n_queries: int, deep) -> None:
     catalogue, _ = load_split(root, "train")
     queries = load_split(root, "test")[0][:n_queries]
@@ -177,7 +269,7 @@ def latency(root: Path, cache: Path, n_queries: int, deep) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["recall", "latency", "ann"])
+    parser.add_argument("part", choices=["recall", "latency", "ann", "million", "million-one"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
@@ -186,14 +278,30 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=20, help="candidates re-ranked per query")
     parser.add_argument("--crop-fraction", type=float, default=None)
     parser.add_argument("-n", "--n-queries", type=int, default=200)
-    parser.add_argument("--items", type=int, default=100_000, help="catalogue size for 'ann'")
+    parser.add_argument(
+        "--items", type=int, default=None, help="catalogue size: 'ann' 100,000, 'million' 10^6"
+    )
+    parser.add_argument(
+        "--compressions",
+        nargs="+",
+        default=["float16", "pq"],
+        choices=["none", "float16", "pq"],
+        help="for 'million' (none: float32 vectors and lists, about 10 GB at 10^6 items)",
+    )
+    parser.add_argument("--compression", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--deep-model", type=Path, default=None, help="a joblib CNNEmbedder")
     args = parser.parse_args()
+    if args.part.startswith("million"):
+        args.items = args.items or 1_000_000
+        args.n_queries = min(args.n_queries, 200)
+        (million if args.part == "million" else million_one)(args)
+        return
     deep = deep_branch(args.crop_fraction, args.deep_model)
     if args.part == "recall":
         recall(args.root, args.cache, args.split, deep, args.depth)
     elif args.part == "ann":
-        ann(args.root, args.cache, args.n_queries, deep, args.items)
+        ann(args.root, args.cache, args.n_queries, deep, args.items or 100_000)
     else:
         latency(args.root, args.cache, args.n_queries, deep)
 

@@ -3,8 +3,10 @@
 Hostile and damaged files are in tests/test_files_hostile.py.
 """
 
+import json
 import os
 import warnings
+import zipfile
 
 import joblib
 import numpy as np
@@ -379,3 +381,66 @@ def test_only_estimators_are_saved(tmp_path):
     with pytest.raises(TypeError, match="got a dict"):
         fusionrec.save({"model": 1}, tmp_path / "x.fusionrec")
     assert not (tmp_path / "x.fusionrec").exists()
+
+
+@pytest.mark.parametrize(
+    "padding", [lambda i: f"look-alike-{i:0>300}", lambda i: 10**12 + i], ids=["str", "int"]
+)
+def test_ids_of_a_large_index_open_memory_mapped(lite, catalogue, queries, padding, tmp_path):
+    photos, _ = catalogue
+    first = [padding(-1 - i) for i in range(len(photos))]
+    index = ProductIndex(deep=FrozenEstimator(lite)).fit(photos, first)
+    rows = MAPPED_FROM_BYTES // index.ids_.dtype.itemsize + 1
+    index.vectors_ = np.vstack([index.vectors_, np.zeros((rows, index.vectors_.shape[1]), "f4")])
+    index.ids_ = np.concatenate([index.ids_, np.array([padding(i) for i in range(rows)])])
+    path = fusionrec.save(index, tmp_path / "index.fusionrec")
+    loaded = fusionrec.load(path)
+    assert loaded.ids_.dtype == index.ids_.dtype
+    assert not loaded.ids_.flags.owndata
+    assert not loaded.ids_.flags.writeable
+    same_matches(loaded, index, queries)
+    [matches] = loaded.query(queries[:1], k=3)
+    assert type(matches.best) is type(first[0])
+    json.dumps(matches.to_dict() | {"best": matches.best, "first": matches.ids[0]})
+    loaded.remove([first[0], padding(0)]).add(queries[:1], ids=[padding(rows)])
+    assert loaded.query(queries[:1], k=1)[0].best == padding(rows)
+    assert loaded.ids_.dtype == index.ids_.dtype
+    assert fusionrec.load(path).ids_.tolist() == index.ids_.tolist()  # the file is unchanged
+
+
+def test_an_index_file_of_format_1_with_ids_as_json_still_opens(lite, catalogue, queries, tmp_path):
+    photos, ids = catalogue
+    index = ProductIndex(deep=FrozenEstimator(lite)).fit(photos, ids)
+    index.ids_ = index.ids_.astype(object)  # as format 1 held them: written as a JSON list
+    path = fusionrec.save(index, tmp_path / "new.fusionrec")
+    old = tmp_path / "old.fusionrec"
+    with zipfile.ZipFile(path) as new, zipfile.ZipFile(old, "w") as written:
+        for name in new.namelist():
+            data = new.read(name)
+            if name == "manifest.json":
+                data = json.dumps(json.loads(data) | {"format_version": 1})
+            written.writestr(name, data)
+    assert any(name.startswith("labels/") for name in zipfile.ZipFile(old).namelist())
+    assert describe_file(old).format_version == 1
+    loaded = fusionrec.load(old)
+    assert loaded.ids_.dtype.kind == "U"  # made compact on loading
+    same_matches(loaded, index, queries)
+
+
+@pytest.mark.parametrize("compression", ["float16", "pq"])
+def test_a_compressed_index_answers_alike_after_loading_and_still_changes(
+    lite, catalogue, queries, compression, tmp_path
+):
+    photos, ids = catalogue
+    index = ProductIndex(
+        deep=FrozenEstimator(lite), search="ivf", compression=compression, random_state=0
+    ).fit(photos, ids)
+    loaded = round_trip(index, tmp_path)
+    assert loaded.vectors_.dtype == np.float16
+    assert loaded.compression == compression
+    same_matches(loaded, index, queries)
+    assert loaded._inverted_file.compression == compression
+    for changed in (index, loaded):
+        changed.remove(ids[:2]).add(queries[:1], ids=["new"])
+    same_matches(loaded, index, queries)
+    assert loaded.query(queries[:1], k=1)[0].best == "new"

@@ -238,7 +238,11 @@ def test_a_file_from_a_newer_fusionrec(words_file, tmp_path):
         return manifest
 
     path = rebuilt(words_file, tmp_path / "future.fusionrec", manifest=future)
-    opening_fails(path, "fusionrec 9.0 in file format 2", "pip install --upgrade fusionrec")
+    opening_fails(
+        path,
+        f"fusionrec 9.0 in file format {FORMAT_VERSION + 1}",
+        "pip install --upgrade fusionrec",
+    )
 
 
 def paths(value, prefix=()):

@@ -2,7 +2,7 @@
 
 ``manifest.json`` is the archive's table of contents::
 
-    {"format": "fusionrec", "format_version": 1, "fusionrec": "0.1.0",
+    {"format": "fusionrec", "format_version": 2, "fusionrec": "0.1.0",
      "libraries": {"numpy": ..., "scikit-learn": ..., "torch": ...},
      "kind": "model" or "index", "class": "fusionrec.FusedClassifier",
      "about": {...}, "estimator": {...}}
@@ -22,8 +22,15 @@ from .archive import ArchiveReader
 
 NAME = "manifest.json"
 FORMAT = "fusionrec"
-FORMAT_VERSION = 1
-"""Raised whenever a change means older fusionrec versions could misread a file."""
+FORMAT_VERSION = 2
+"""Raised whenever a change means older fusionrec versions could misread a file.
+
+1. The first format.
+2. A ProductIndex's ids are a ``.npy`` array (``<U`` strings or ``int64``) when all are
+   of one kind, opened memory-mapped, where version 1 always wrote them as JSON; its
+   ``compression`` parameter and compressed faiss lists (``IndexIVFScalarQuantizer``,
+   ``IndexIVFPQ``). Version 1 files still load (their ids made compact on loading).
+"""
 
 _LIBRARIES = ("numpy", "scikit-learn", "torch", "safetensors", "faiss-cpu", "skops")
 

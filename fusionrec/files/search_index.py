@@ -2,8 +2,9 @@
 
 Every item's keypoints go into four arrays (positions, codes, scales, counts), which
 open memory-mapped like the vectors: a re-ranked query reads only its candidates'
-keypoints. The faiss inverted file (``search="ivf"``) is written by faiss's own writer
-and read by faiss when the index is first searched or added to, not when it is opened.
+keypoints. The faiss inverted file (``search="ivf"``, its lists whole, float16 or
+product-quantised) is written by faiss's own writer and read by faiss when the
+index is first searched, added to or removed from, not when it is opened.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ class IndexCodec:
 def _inverted_file(index: Any) -> InvertedFile | DeferredInvertedFile | None:
     """The index's inverted file; filed now when ``search="ivf"`` has not filed it yet."""
     inverted = getattr(index, "_inverted_file", None)
-    centroids = getattr(index, "centroids_", None)
-    if inverted is None and index.search == "ivf" and centroids is not None:
-        inverted = InvertedFile(centroids)
-        inverted.add(index.vectors_)
+    if (
+        inverted is None
+        and index.search == "ivf"
+        and getattr(index, "centroids_", None) is not None
+    ):
+        inverted = index._filed()
     return inverted
 
 

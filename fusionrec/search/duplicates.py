@@ -34,6 +34,7 @@ from .._parallel import map_chunks
 from .._validation import IS_NONE, Integer, Options, Real, check_values
 from .._vectors import l2_normalise
 from .geometry import Keypoints, homography_inliers, ratio_matches
+from .ids import id_values
 
 N_NEIGHBORS = 10
 """Nearest items per item checked by default: a copy ranks behind a few shots of its shelf."""
@@ -149,7 +150,7 @@ def find_duplicates(
     keypoints = index.keypoints_
     measured = verify_pairs(keypoints, candidates, n_jobs=index.n_jobs, verbose=index.verbose)
     verified = is_duplicate(measured, min_inliers, min_inlier_share, max_descriptor_distance)
-    return duplicate_groups(index.ids_, measured, verified)
+    return duplicate_groups(id_values(index.ids_), measured, verified)
 
 
 def candidate_pairs(index: Any, n_neighbors: int, min_similarity: float) -> CandidatePairs:

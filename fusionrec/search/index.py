@@ -37,7 +37,16 @@ from .duplicates import (
     find_duplicates,
 )
 from .geometry import Keypoints, verified_matches
-from .inverted_file import InvertedFile, default_n_lists, require_faiss, train_centroids
+from .ids import compact_ids, id_values, joined_ids
+from .inverted_file import (
+    COMPRESSIONS,
+    PQ_CODES,
+    InvertedFile,
+    default_n_lists,
+    require_faiss,
+    train_centroids,
+    training_sample,
+)
 from .results import Matches
 from .vectors import top_k
 
@@ -80,6 +89,16 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         catalogues past 10^5 items, at the price of sometimes missing a match.
     n_probes : int, default=32
         Lists searched per query with ``search="ivf"``.
+    compression : {None, "float16", "pq"}, default=None
+        How the items' features are held. ``None``: float32. ``"float16"``:
+        ``vectors_`` in float16, half the memory (exact search scores them in
+        float32; an inverted file holds float16 too). ``"pq"`` (needs
+        ``search="ivf"``): ``vectors_`` in float16, and the inverted file holds
+        product-quantised codes, one byte per 8 features: a query's best
+        ``10 * k`` candidates by those codes are scored again exactly with
+        ``vectors_``, so the scores returned are exact. For 10^6 items and
+        more, where float32 vectors and an inverted file of them would not fit
+        in memory (``python benchmarks/search.py million`` measures them).
     rerank : {None, "ransac"}, default=None
         Re-rank the best candidates by geometrically verified keypoint matches.
     rerank_depth : int, default=20
@@ -103,10 +122,14 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
 
     Attributes
     ----------
-    ids_ : ndarray of shape (n_items,), object
-        The ids of the indexed items, in index order.
-    vectors_ : ndarray of shape (n_items, n_features), float32
-        Their L2-normalised features.
+    ids_ : ndarray of shape (n_items,)
+        The ids of the indexed items, in index order: fixed-width strings
+        (``<U``) when every id is a string, ``int64`` when every id is an
+        integer (so that a saved index opens them memory-mapped), else Python
+        objects. ``ids_.tolist()`` gives them back as given; ``query``'s
+        :class:`Matches` hold Python values.
+    vectors_ : ndarray of shape (n_items, n_features), float32 or float16
+        Their L2-normalised features (float16 with ``compression``).
     keypoints_ : list of Keypoints or None
         Their keypoints for re-ranking (``None`` without ``rerank``).
     features_ : FusedFeatures
@@ -140,7 +163,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
     (3, True)
     """
 
-    _added_parameters: ClassVar[dict] = {"search": "exact", "n_probes": 32}
+    _added_parameters: ClassVar[dict] = {"search": "exact", "n_probes": 32, "compression": None}
     _renamed: ClassVar[dict] = {"weights": "block_weights"}
     _parameter_rules: dict = {  # noqa: RUF012
         **FUSED_CONSTRAINTS,
@@ -149,6 +172,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         "rerank_detector": (InstanceOf((str,), "a detector name"),),
         "search": (Options(SEARCHES),),
         "n_probes": (Integer(1),),
+        "compression": (Options(COMPRESSIONS),),
         **RUN_CONSTRAINTS,
     }
 
@@ -164,6 +188,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         rerank_detector: str = "rootsift",
         search: str = "exact",
         n_probes: int = 32,
+        compression: str | None = None,
         memory: Any = None,
         on_error: str = "raise",
         n_jobs: int | None = None,
@@ -179,6 +204,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         self.rerank_detector = rerank_detector
         self.search = search
         self.n_probes = n_probes
+        self.compression = compression
         self.memory = memory
         self.on_error = on_error
         self.n_jobs = n_jobs
@@ -286,7 +312,8 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
             raise KeyError(f"not in the index: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
         keep = np.array([item not in doomed for item in self.ids_.tolist()], dtype=bool)
         self.ids_, self.vectors_ = self.ids_[keep], self.vectors_[keep]
-        self._inverted_file = None  # positions moved: refiled at the next query
+        if getattr(self, "_inverted_file", None) is not None:
+            self._inverted_file.remove(np.flatnonzero(~keep))
         if self.keypoints_ is not None:
             self.keypoints_ = [self.keypoints_[i] for i in np.flatnonzero(keep)]
         return self
@@ -331,7 +358,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
                 results[position] = self._reranked(keypoints, indices[row], scores[row], k)
         else:
             for row, position in enumerate(readable):
-                results[position] = Matches(self.ids_[indices[row]], scores[row])
+                results[position] = Matches(id_values(self.ids_[indices[row]]), scores[row])
         if min_score is not None:
             results = [None if found is None else found.at_least(min_score) for found in results]
         return results
@@ -407,13 +434,18 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         check_block_weights(self.block_weights)
         if self.search == "ivf":
             require_faiss()
+        if self.compression == "pq" and self.search != "ivf":
+            raise ValueError(
+                "compression='pq' holds product-quantised codes in the inverted file: it needs "
+                f"search='ivf'; got search={self.search!r}"
+            )
         if self.rerank:
             check_detector(self.rerank_detector)
 
     def _index_first(self, images: Sequence, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Start the index with these items (the photos are needed only for ``rerank``)."""
         self.ids_ = np.empty(0, dtype=object)
-        self.vectors_ = np.empty((0, vectors.shape[1]), dtype=np.float32)
+        self.vectors_ = np.empty((0, vectors.shape[1]), dtype=self._vector_dtype())
         self.keypoints_ = [] if self.rerank else None
         self._inverted_file = None
         self._append(images, ids, vectors)
@@ -421,11 +453,16 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         self.centroids_ = self._centroids() if self.search == "ivf" and readable else None
 
     def _upgraded(self, state: dict) -> dict:
-        """Before 0.1.0 (unreleased): ``branches_`` and ``skipped_ids_`` (now positions)."""
+        """Before 0.1.0 (unreleased): ``branches_`` and ``skipped_ids_`` (now positions).
+
+        Ids held as Python objects (older pickles and files) become a compact array.
+        """
         state = upgraded_branches(state)
         if "skipped_ids_" in state:
             state.pop("skipped_ids_")
             state["dropped_indices_"] = np.empty(0, dtype=np.intp)
+        if isinstance(state.get("ids_"), np.ndarray) and state["ids_"].dtype.hasobject:
+            state["ids_"] = compact_ids(state["ids_"].tolist())
         return state
 
     def __getstate__(self) -> dict:
@@ -437,18 +474,31 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
     def _nearest(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.search == "exact":
             return top_k(queries, self.vectors_, k)
+        return self._filed().search(queries, k, self.n_probes, self.vectors_)
+
+    def _filed(self) -> InvertedFile:
+        """The inverted file, every item filed (learned and filled now if not yet)."""
         if getattr(self, "centroids_", None) is None:  # switched to "ivf" after fit
             self.centroids_ = self._centroids()
         if getattr(self, "_inverted_file", None) is None:
-            self._inverted_file = InvertedFile(self.centroids_)
+            pq = self.compression == "pq"
+            sample = training_sample(self.vectors_, PQ_CODES, self._seed()) if pq else None
+            self._inverted_file = InvertedFile(self.centroids_, self.compression, sample)
             self._inverted_file.add(self.vectors_)
-        return self._inverted_file.search(queries, k, self.n_probes, self.vectors_)
+        return self._inverted_file
 
     def _centroids(self) -> np.ndarray:
-        seed = self.random_state
-        if not isinstance(seed, numbers.Integral):
-            seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
-        return train_centroids(self.vectors_, default_n_lists(len(self.vectors_)), seed)
+        n_lists, seed = default_n_lists(len(self.vectors_)), self._seed()
+        return train_centroids(training_sample(self.vectors_, n_lists, seed), n_lists, seed)
+
+    def _seed(self) -> int:
+        """``random_state`` as one int, which faiss and numpy both take."""
+        if isinstance(self.random_state, numbers.Integral):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _vector_dtype(self) -> type:
+        return np.float16 if self.compression else np.float32
 
     def _features(self, images: Sequence) -> np.ndarray:
         blocks = self.features_.transform_blocks(images, self.on_error)
@@ -457,8 +507,8 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
     def _append(self, images: Sequence, ids: np.ndarray, vectors: np.ndarray) -> None:
         readable = ~np.isnan(vectors).any(axis=1)
         self.dropped_indices_ = np.flatnonzero(~readable)
-        self.ids_ = np.concatenate([self.ids_, ids[readable]])
-        self.vectors_ = np.vstack([self.vectors_, vectors[readable]])
+        self.ids_ = joined_ids(self.ids_, ids[readable])
+        self.vectors_ = np.vstack([self.vectors_, vectors[readable].astype(self.vectors_.dtype)])
         if getattr(self, "_inverted_file", None) is not None:
             self._inverted_file.add(vectors[readable])
         if self.keypoints_ is not None:
@@ -492,7 +542,7 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         verified = scores[:head] + INLIER_WEIGHT * inliers[:head]
         order = np.r_[np.argsort(-verified, kind="stable"), np.arange(head, len(candidates))][:k]
         return Matches(
-            self.ids_[candidates[order]],
+            id_values(self.ids_[candidates[order]]),
             scores[order],
             inliers[order],
             tuple(positions[i] for i in order),
@@ -522,4 +572,4 @@ def _new_ids(ids: Any, n_images: int, existing: np.ndarray | tuple) -> np.ndarra
     clashing = sorted(set(counts) & set(np.asarray(existing, dtype=object).tolist()), key=str)
     if clashing:
         raise ValueError(f"ids already in the index: {clashing[:10]}; remove them first")
-    return array
+    return compact_ids(array.tolist())
