@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._parallel import map_chunks, single_threaded_blas
+from .._parallel import Shipped, map_chunks, runs_elsewhere, single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, Integer, Options, validate_params
 from ..images import (
     ImageReadError,
@@ -21,7 +21,7 @@ from ..images import (
     non_empty_images,
     report_unreadable,
 )
-from .codebook import ENCODINGS, Codebook, learn_codebook
+from .codebook import ENCODINGS, learn_codebook
 from .detectors import DETECTORS, make_detector
 
 PRECOMPUTED = "precomputed"
@@ -108,6 +108,12 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
 
     A photo with no keypoints encodes to a row of zeros.
 
+    Chunks of eight photos go through :class:`joblib.Parallel`: ``n_jobs``
+    workers on this machine, or the workers of the backend the caller
+    activates (``joblib.parallel_backend("dask")``, Ray's ``"ray"``). Each
+    worker process receives the fitted vocabulary once, and holds OpenCV to
+    one thread.
+
     Examples
     --------
     >>> from fusionrec import BagOfVisualWords
@@ -181,7 +187,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             "max_side": self.max_side,
             "max_keypoints": self.max_keypoints,
             "n_dims": n_dims,
-            "single_threaded": effective_n_jobs(self.n_jobs) > 1,
+            "single_threaded": runs_elsewhere() or effective_n_jobs(self.n_jobs) > 1,
             "spatial_pyramid": self.spatial_pyramid,
         }
 
@@ -325,7 +331,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         rows, failures = [], []
         describer = self._describer(self.n_descriptor_dims_, described=described)
         for chunk_rows, chunk_failures in self._over_chunks(
-            _encode_chunk, images, "encoding photos", describer, codebook=self.codebook_
+            _encode_chunk, images, "encoding photos", describer, codebook=Shipped(self.codebook_)
         ):
             rows.append(chunk_rows)
             failures.extend(chunk_failures)
@@ -490,12 +496,13 @@ def _describe_chunk(images: list, *, start: int, describer: dict, on_error: str)
     return pairs, failures
 
 
-def _encode_chunk(images: list, *, start: int, describer: dict, on_error: str, codebook: Codebook):
-    """Encode a chunk of photos; NaN rows for dropped ones.
+def _encode_chunk(images: list, *, start: int, describer: dict, on_error: str, codebook: Shipped):
+    """Encode a chunk of photos with the :class:`Codebook` shipped; NaN rows for dropped ones.
 
     BLAS is held to one thread: the per-photo products are tiny, and idle
     OpenBLAS threads spinning beside OpenCV halve throughput on two cores.
     """
+    codebook = codebook.get()
     rows = np.full((len(images), codebook.n_features), np.nan, dtype=np.float32)
     failures: list[ImageReadError] = []
     with single_threaded_blas():
