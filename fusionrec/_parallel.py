@@ -9,6 +9,7 @@ process.
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import sys
 from collections import OrderedDict
@@ -134,6 +135,26 @@ class Shipped:
 
     def __sizeof__(self) -> int:
         return sys.getsizeof(self._pickled()[1])
+
+
+def chunk_size_for_workers(n_items: int, unit: int, max_units: int) -> int:
+    """Items per task: whole units, at most ``max_units`` of them, and a task for each worker.
+
+    The workers are those of the active joblib backend, so that a few
+    photos on a cluster still keep all its workers busy.
+
+    Examples
+    --------
+    >>> from joblib import parallel_config
+    >>> chunk_size_for_workers(1000, unit=32, max_units=4)
+    128
+    >>> with parallel_config(n_jobs=4):
+    ...     chunk_size_for_workers(100, unit=32, max_units=4)
+    32
+    """
+    units = math.ceil(n_items / unit)
+    per_worker = math.ceil(units / effective_n_jobs(None))
+    return unit * min(max_units, max(1, per_worker))
 
 
 def map_chunks(

@@ -17,7 +17,13 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._parallel import Shipped, map_chunks, runs_elsewhere, single_threaded_native
+from .._parallel import (
+    Shipped,
+    chunk_size_for_workers,
+    map_chunks,
+    runs_elsewhere,
+    single_threaded_native,
+)
 from .._pickling import NewParameterDefaults
 from .._validation import (
     ON_ERROR,
@@ -381,12 +387,13 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
     def _embedded_on_workers(self, images) -> tuple[np.ndarray, list[ImageReadError]]:
         """Rows of ``images`` computed by the active joblib backend's workers.
 
-        Each task embeds :data:`WORKER_BATCHES` batches; each worker process
-        receives this fitted embedder once and builds its session there.
+        Each task embeds up to :data:`WORKER_BATCHES` batches (fewer where
+        that leaves a worker idle); each worker process receives this fitted
+        embedder once and builds its session there.
         """
         rows = np.empty((len(images), self.n_features_out_), dtype=np.float32)
         failures: list[ImageReadError] = []
-        chunk_size = WORKER_BATCHES * self.batch_size
+        chunk_size = chunk_size_for_workers(len(images), self.batch_size, WORKER_BATCHES)
         chunks = map_chunks(
             _embed_on_worker,
             images,
