@@ -14,11 +14,12 @@ import pickle
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from itertools import islice
 from typing import Any
 
+import cv2
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib._parallel_backends import (
     LokyBackend,
@@ -59,14 +60,30 @@ def single_threaded_blas() -> AbstractContextManager:
     return _thread_pools().limit(limits=1, user_api="blas")
 
 
-def single_threaded_native() -> AbstractContextManager:
-    """Hold BLAS and OpenMP to one thread, as a worker of a cluster does.
+@contextmanager
+def opencv_threads(n_threads: int | None) -> Iterator[None]:
+    """Hold OpenCV to ``n_threads`` (``None``: leave it as it is) while workers use the cores."""
+    if n_threads is None:
+        yield
+        return
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(n_threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+@contextmanager
+def single_threaded_native() -> Iterator[None]:
+    """Hold BLAS, OpenMP and OpenCV to one thread, as a task on a cluster's worker does.
 
     A worker runs as many tasks at once as it has threads, so each task
-    keeps to one; each branch caps its own libraries (OpenCV, torch, ONNX
+    keeps to one; a branch caps its own other libraries (torch, ONNX
     Runtime) as well.
     """
-    return _thread_pools().limit(limits=1)
+    with _thread_pools().limit(limits=1), opencv_threads(1):
+        yield
 
 
 def runs_elsewhere() -> bool:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Any
 
-import cv2
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._parallel import Shipped, map_chunks, runs_elsewhere, single_threaded_blas
+from .._parallel import Shipped, map_chunks, opencv_threads, runs_elsewhere, single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, Integer, Options, validate_params
 from ..images import (
     ImageReadError,
@@ -382,7 +380,7 @@ def _read_descriptors(images: list, start: int, describer: dict, on_error: str, 
         yield from _precomputed(images, start, on_error, failures, describer)
         return
     features = make_detector(describer["detector"], max_keypoints=describer["max_keypoints"])
-    with _opencv_threads(1 if describer["single_threaded"] else None):
+    with opencv_threads(1 if describer["single_threaded"] else None):
         for position, rgb in iter_images(
             images,
             on_error=on_error,
@@ -394,20 +392,6 @@ def _read_descriptors(images: list, start: int, describer: dict, on_error: str, 
                 yield position, None, None
                 continue
             yield position, *features.describe(rgb)
-
-
-@contextmanager
-def _opencv_threads(n_threads: int | None):
-    """Hold OpenCV to ``n_threads`` while workers already use every core."""
-    if n_threads is None:
-        yield
-        return
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(n_threads)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
 
 
 def _precomputed(images: list, start: int, on_error: str, failures: list, describer: dict):
