@@ -9,9 +9,11 @@ train photos (N, if fewer). ``throughput`` times the same photos side by side in
 locally (the keypoint branch in two joblib workers, the CNN in this process
 fed by decoding threads), then inside ``joblib.parallel_backend("dask")`` on
 a loopback ``distributed.LocalCluster`` of two single-threaded worker
-processes. ``memory`` runs the cluster extraction of N and of 10 N photos
-(the photos repeated) each in a fresh driver process, and prints the
-driver's peak resident memory with and without the features it returns.
+processes. ``memory`` fits once and saves the fitted features to a
+temporary file; a fresh driver process per size loads them and runs the
+cluster extraction of N and of 10 N photos (the photos repeated), and
+prints the driver's peak resident memory during that extraction (Linux's
+VmHWM, reset just before it), with and without the features it returns.
 The dataset is expected at ../shared/data/grocery_store (``--root``).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,12 +31,14 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split, peak_memory_in_children, peak_rss_mib
+from common import DEFAULT_ROOT, current_rss_mib, load_split, peak_memory_in_children
 
+import fusionrec
 from fusionrec import FusedFeatures
 
 FIT_PHOTOS = 200
 WARM_UP_PHOTOS = 32
+FITTED = Path(tempfile.gettempdir()) / "fusionrec-benchmark-cluster-features.fusionrec"
 
 
 @contextmanager
@@ -87,23 +92,42 @@ def throughput(root: Path, n_photos: int) -> None:
 
 
 def driver_memory(root: Path, n_photos: int) -> None:
-    features = fitted_features(root, n_photos)
+    features = fusionrec.load(FITTED)
     photos = test_photos(root, n_photos)
     with two_worker_cluster():
         features.transform(photos[:WARM_UP_PHOTOS])
-        before = peak_rss_mib()
+        before = current_rss_mib()
+        reset_peak_rss()
         rows = features.transform(photos)
-    peak = peak_rss_mib()
+        peak = peak_rss_since_reset_mib()
     output = rows.nbytes / 2**20
     print(
-        f"  {n_photos:6d} photos: driver peak RSS {peak:7.1f} MiB (before: {before:.1f} MiB), "
-        f"features returned {output:6.1f} MiB, peak without them {peak - output:7.1f} MiB"
+        f"  {n_photos:6d} photos: driver RSS before {before:7.1f} MiB, peak during the "
+        f"extraction {peak:7.1f} MiB, of which the features returned {output:6.1f} MiB; "
+        f"peak - before - features: {peak - before - output:6.1f} MiB"
     )
 
 
+def reset_peak_rss() -> None:
+    """Start Linux's count of this process's peak resident memory (VmHWM) again from now."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_since_reset_mib() -> float:
+    """Peak resident memory since :func:`reset_peak_rss`, in MiB (/proc/self/status, KiB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
 def memory(root: Path, n_photos: int) -> None:
+    fusionrec.save(fitted_features(root, n_photos), FITTED)
     print("Default fused features on a 2-worker LocalCluster: the driver's peak resident memory")
-    peak_memory_in_children(__file__, "driver-memory", root, (n_photos, 10 * n_photos))
+    try:
+        peak_memory_in_children(__file__, "driver-memory", root, (n_photos, 10 * n_photos))
+    finally:
+        FITTED.unlink()
 
 
 def main() -> None:
