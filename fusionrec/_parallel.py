@@ -21,17 +21,13 @@ from typing import Any
 
 import cv2
 from joblib import Parallel, delayed, effective_n_jobs
-from joblib._parallel_backends import (
-    LokyBackend,
-    MultiprocessingBackend,
-    SequentialBackend,
-    ThreadingBackend,
-)
-from joblib.parallel import get_active_backend
+from joblib.parallel import BACKENDS, get_active_backend
 from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
-_LOCAL_BACKENDS = (LokyBackend, MultiprocessingBackend, SequentialBackend, ThreadingBackend)
+_LOCAL_BACKENDS = tuple(
+    BACKENDS[name] for name in ("loky", "multiprocessing", "threading", "sequential")
+)
 """joblib's own backends, which run on this machine; Ray's subclasses one of them."""
 
 WAVES_PER_WORKER = 2
