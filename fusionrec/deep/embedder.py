@@ -18,6 +18,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._choices import PRECISIONS
+from .._parallel import (
+    Shipped,
+    chunk_size_for_workers,
+    map_chunks,
+    runs_elsewhere,
+    single_threaded_native,
+)
 from .._pickling import NewParameterDefaults
 from .._validation import (
     ON_ERROR,
@@ -54,6 +61,8 @@ RUNTIMES = ("auto", "torch", "onnxruntime")
 CALIBRATION_PHOTOS = 64
 """How many of the photos given to ``fit`` calibrate an int8 network (evenly spaced)."""
 _PREFETCH_BATCHES = 2
+WORKER_BATCHES = 4
+"""Batches in each task sent to a cluster's workers (``joblib.parallel_backend("dask")``)."""
 
 
 class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
@@ -171,6 +180,14 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
     calibrate an int8 network). Inference runs under
     ``torch.inference_mode`` in channels-last memory format, while background
     threads decode and prepare the next batches.
+
+    Inside a joblib backend that runs on a cluster's workers
+    (``joblib.parallel_backend("dask")`` with a ``distributed.Client``, Ray's
+    ``"ray"``), ``transform`` sends chunks of four batches to the workers
+    instead: each worker process receives the fitted embedder once, builds its
+    own ONNX Runtime session (or PyTorch module) there, and runs each chunk on
+    one thread, with ``n_threads`` decoding threads. joblib's own backends
+    (the default) leave it in this process, where it is fastest.
 
     Examples
     --------
@@ -341,22 +358,65 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "network_")
         images = non_empty_images(X)
-        embed = self._embedding_function(resolve_device(self.device))
-        rows = np.full((len(images), self.n_features_out_), np.nan, dtype=np.float32)
-        failures: list[ImageReadError] = []
-        with tqdm(total=len(images), desc="embedding", unit="img", disable=not self.verbose) as bar:
-            for positions, batch in self._prepared_batches(images, failures):
-                if positions:
-                    rows[positions] = embed(batch)
-                bar.update(min(self.batch_size, bar.total - bar.n))
+        if runs_elsewhere():
+            rows, failures = self._embedded_on_workers(images)
+        else:
+            rows, failures = self._embedded(images, verbose=self.verbose)
         report_unreadable(failures, self.on_error)
         return rows
 
-    def _prepared_batches(self, images, failures: list) -> Iterator[tuple[list[int], np.ndarray]]:
+    def _embedded(
+        self, images, *, start: int = 0, threads: int | None = None, verbose: int = 0
+    ) -> tuple[np.ndarray, list[ImageReadError]]:
+        """Rows of ``images`` and the photos that failed, in this process.
+
+        Background threads decode and prepare batches for one network, whose
+        ONNX Runtime session uses ``threads`` (``None``: every core).
+        ``start`` is the first photo's position in ``X``, for the failures.
+        """
+        embed = self._embedding_function(resolve_device(self.device), threads)
+        rows = np.full((len(images), self.n_features_out_), np.nan, dtype=np.float32)
+        failures: list[ImageReadError] = []
+        with tqdm(total=len(images), desc="embedding", unit="img", disable=not verbose) as bar:
+            for positions, batch in self._prepared_batches(images, failures, start):
+                if positions:
+                    rows[np.asarray(positions) - start] = embed(batch)
+                bar.update(min(self.batch_size, bar.total - bar.n))
+        return rows, failures
+
+    def _embedded_on_workers(self, images) -> tuple[np.ndarray, list[ImageReadError]]:
+        """Rows of ``images`` computed by the active joblib backend's workers.
+
+        Each task embeds up to :data:`WORKER_BATCHES` batches (fewer where
+        that leaves a worker idle); each worker process receives this fitted
+        embedder once and builds its session there.
+        """
+        rows = np.empty((len(images), self.n_features_out_), dtype=np.float32)
+        failures: list[ImageReadError] = []
+        chunk_size = chunk_size_for_workers(len(images), self.batch_size, WORKER_BATCHES)
+        chunks = map_chunks(
+            _embed_on_worker,
+            images,
+            chunk_size=chunk_size,
+            n_jobs=None,
+            verbose=self.verbose,
+            description="embedding",
+            embedder=Shipped(self),
+        )
+        for start, (chunk_rows, chunk_failures) in zip(
+            range(0, len(images), chunk_size), chunks, strict=True
+        ):
+            rows[start : start + len(chunk_rows)] = chunk_rows
+            failures.extend(chunk_failures)
+        return rows, failures
+
+    def _prepared_batches(
+        self, images, failures: list, start: int = 0
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
         """Prepare batches in background threads, a few ahead of the network."""
         tasks = (
-            partial(self._prepare, _chunk(images, start, self.batch_size), start)
-            for start in range(0, len(images), self.batch_size)
+            partial(self._prepare, _chunk(images, offset, self.batch_size), start + offset)
+            for offset in range(0, len(images), self.batch_size)
         )
         with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
             for positions, batch, chunk_failures in prefetched(pool, tasks, _PREFETCH_BATCHES):
@@ -379,14 +439,14 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         batch = np.stack(arrays) if arrays else np.zeros((0, 3, 1, 1), np.float32)
         return positions, batch, failures
 
-    def _embedding_function(self, device: torch.device):
-        """The fastest way to embed a prepared batch on ``device``."""
+    def _embedding_function(self, device: torch.device, threads: int | None = None):
+        """The fastest way to embed a prepared batch on ``device`` with ``threads``."""
         if self.precision == "int8":
             check_is_fitted(self, "int8_network_", msg="precision='int8' since fit: fit again")
-            return OnnxEmbedding(self.int8_network_)
+            return OnnxEmbedding(self.int8_network_, threads=threads)
         head = self.embedding_module()
         if self._uses_onnxruntime(device):
-            return OnnxEmbedding.of_network(head, self.preprocessing_.crop)
+            return OnnxEmbedding.of_network(head, self.preprocessing_.crop, threads=threads)
         head.to(device, memory_format=torch.channels_last)
         return lambda batch: _embed(head, batch, device)
 
@@ -491,6 +551,17 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         ]
         report_unreadable(failures, self.on_error)
         return readable
+
+
+def _embed_on_worker(images: list, *, start: int, embedder: Shipped):
+    """A joblib worker's task: embed a chunk single-threaded (torch, ONNX Runtime, BLAS)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with single_threaded_native():
+            return embedder.get()._embedded(images, start=start, threads=1)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _class_codes(labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

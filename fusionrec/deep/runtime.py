@@ -143,32 +143,43 @@ def quantize_int8(model: bytes, batches: Iterable[np.ndarray]) -> bytes:
 
 
 class OnnxEmbedding:
-    """Run an ONNX network with ONNX Runtime on the CPU; sessions are shared per model."""
+    """Run an ONNX network with ONNX Runtime on the CPU; sessions are shared per model.
 
-    def __init__(self, model: bytes, key: str | None = None) -> None:
-        key = key or hashlib.sha1(model).hexdigest()
+    ``threads`` caps the session's threads (a cluster worker's share of its
+    machine); ``None`` lets ONNX Runtime use every core. Sessions live in
+    this process only: an embedder sent to another process builds its own
+    there, on first use.
+    """
+
+    def __init__(self, model: bytes, key: str | None = None, *, threads: int | None = None) -> None:
+        key = f"{key or hashlib.sha1(model).hexdigest()}-threads{threads}"
         if key not in _SESSIONS:
-            _SESSIONS[key] = _session(model)
+            _SESSIONS[key] = _session(model, threads)
         self.session = _SESSIONS[key]
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod
-    def of_network(cls, network: nn.Module, crop: int) -> OnnxEmbedding:
+    def of_network(
+        cls, network: nn.Module, crop: int, *, threads: int | None = None
+    ) -> OnnxEmbedding:
         """A session for ``network`` taking ``crop`` x ``crop`` photos."""
         key = fingerprint(network, crop)
-        if key in _SESSIONS:
-            return cls(b"", key)
-        return cls(exported_model(network, crop), key)
+        if f"{key}-threads{threads}" in _SESSIONS:
+            return cls(b"", key, threads=threads)
+        return cls(exported_model(network, crop), key, threads=threads)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
 
 
-def _session(model: bytes):
+def _session(model: bytes, threads: int | None):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

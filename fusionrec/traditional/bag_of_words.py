@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Any
 
-import cv2
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._parallel import map_chunks, single_threaded_blas
+from .._parallel import Shipped, map_chunks, opencv_threads, runs_elsewhere, single_threaded_blas
 from .._validation import RUN_CONSTRAINTS, Integer, Options, validate_params
 from ..images import (
     ImageReadError,
@@ -21,7 +19,7 @@ from ..images import (
     non_empty_images,
     report_unreadable,
 )
-from .codebook import ENCODINGS, Codebook, learn_codebook
+from .codebook import ENCODINGS, learn_codebook
 from .detectors import DETECTORS, make_detector
 
 PRECOMPUTED = "precomputed"
@@ -108,6 +106,12 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
 
     A photo with no keypoints encodes to a row of zeros.
 
+    Chunks of eight photos go through :class:`joblib.Parallel`: ``n_jobs``
+    workers on this machine, or the workers of the backend the caller
+    activates (``joblib.parallel_backend("dask")``, Ray's ``"ray"``). Each
+    worker process receives the fitted vocabulary once, and holds OpenCV to
+    one thread.
+
     Examples
     --------
     >>> from fusionrec import BagOfVisualWords
@@ -181,7 +185,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             "max_side": self.max_side,
             "max_keypoints": self.max_keypoints,
             "n_dims": n_dims,
-            "single_threaded": effective_n_jobs(self.n_jobs) > 1,
+            "single_threaded": runs_elsewhere() or effective_n_jobs(self.n_jobs) > 1,
             "spatial_pyramid": self.spatial_pyramid,
         }
 
@@ -325,7 +329,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         rows, failures = [], []
         describer = self._describer(self.n_descriptor_dims_, described=described)
         for chunk_rows, chunk_failures in self._over_chunks(
-            _encode_chunk, images, "encoding photos", describer, codebook=self.codebook_
+            _encode_chunk, images, "encoding photos", describer, codebook=Shipped(self.codebook_)
         ):
             rows.append(chunk_rows)
             failures.extend(chunk_failures)
@@ -376,7 +380,7 @@ def _read_descriptors(images: list, start: int, describer: dict, on_error: str, 
         yield from _precomputed(images, start, on_error, failures, describer)
         return
     features = make_detector(describer["detector"], max_keypoints=describer["max_keypoints"])
-    with _opencv_threads(1 if describer["single_threaded"] else None):
+    with opencv_threads(1 if describer["single_threaded"] else None):
         for position, rgb in iter_images(
             images,
             on_error=on_error,
@@ -388,20 +392,6 @@ def _read_descriptors(images: list, start: int, describer: dict, on_error: str, 
                 yield position, None, None
                 continue
             yield position, *features.describe(rgb)
-
-
-@contextmanager
-def _opencv_threads(n_threads: int | None):
-    """Hold OpenCV to ``n_threads`` while workers already use every core."""
-    if n_threads is None:
-        yield
-        return
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(n_threads)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
 
 
 def _precomputed(images: list, start: int, on_error: str, failures: list, describer: dict):
@@ -490,12 +480,13 @@ def _describe_chunk(images: list, *, start: int, describer: dict, on_error: str)
     return pairs, failures
 
 
-def _encode_chunk(images: list, *, start: int, describer: dict, on_error: str, codebook: Codebook):
-    """Encode a chunk of photos; NaN rows for dropped ones.
+def _encode_chunk(images: list, *, start: int, describer: dict, on_error: str, codebook: Shipped):
+    """Encode a chunk of photos with the :class:`Codebook` shipped; NaN rows for dropped ones.
 
     BLAS is held to one thread: the per-photo products are tiny, and idle
     OpenBLAS threads spinning beside OpenCV halve throughput on two cores.
     """
+    codebook = codebook.get()
     rows = np.full((len(images), codebook.n_features), np.nan, dtype=np.float32)
     failures: list[ImageReadError] = []
     with single_threaded_blas():
