@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import textwrap
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -27,12 +28,12 @@ from PIL import Image, ImageOps
 PRODUCTS = (
     "Tropicana-Apple-Juice",
     "Tropicana-Golden-Grapefruit",
+    "Tropicana-Juice-Smooth",
     "Tropicana-Mandarin-Morning",
-    "Arla-Standard-Milk",
-    "Arla-Medium-Fat-Milk",
     "Arla-Ecological-Medium-Fat-Milk",
-    "Alpro-Fresh-Soy-Milk",
-    "Alpro-Shelf-Soy-Milk",
+    "Arla-Lactose-Medium-Fat-Milk",
+    "Arla-Medium-Fat-Milk",
+    "Arla-Standard-Milk",
     "Golden-Delicious",
     "Granny-Smith",
 )
@@ -43,13 +44,12 @@ DEST = Path(__file__).resolve().parents[1] / "fusionrec" / "datasets" / "data" /
 CREDIT = """\
 # Demo products
 
-{photos} photos of {count} products ({per_product} each) from the Grocery Store dataset by
-Marcus Klasson, Cheng Zhang and Hedvig Kjellström, "A Hierarchical Grocery Store Image
-Dataset with Visual and Semantic Labels", IEEE WACV 2019. Drawn from the dataset's official
-training split and downscaled to {short_side} pixels on the shorter side by
-`tools/make_demo_products.py`.
+{photos} photos of {count} products ({per_product} each) from the Grocery Store dataset by Marcus
+Klasson, Cheng Zhang and Hedvig Kjellström, "A Hierarchical Grocery Store Image Dataset with
+Visual and Semantic Labels", IEEE WACV 2019. Drawn from the dataset's official training split
+and downscaled to {short_side} pixels on the shorter side by `tools/make_demo_products.py`.
 
-The products are look-alikes, chosen so that the demo's branches differ: {products}.
+{products}
 
 Licence: MIT, as the original dataset; see `LICENSE` in this folder.
 """
@@ -88,7 +88,12 @@ def write_credit(root: Path, dest: Path, products: list[str]) -> None:
         count=len(products),
         per_product=PHOTOS_PER_PRODUCT,
         short_side=SHORT_SIDE,
-        products=", ".join(sorted(products)),
+        products=textwrap.fill(
+            "The products are look-alikes, chosen so that the demo's keypoint and CNN branches"
+            f" err on different photos: {', '.join(sorted(products))}.",
+            width=92,
+            break_on_hyphens=False,
+        ),
     )
     (dest / "README.md").write_text(credit, encoding="utf-8")
 
