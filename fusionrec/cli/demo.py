@@ -184,7 +184,7 @@ def explain_table(results: list[Result], n_train: int, n_test: int) -> str:
     )
     branches = (
         f"The traditional branch missed {_photos(len(traditional.missed))} and the deep branch"
-        f" {_photos(len(deep.missed))}; {both} of them both missed."
+        f" {len(deep.missed)}, {both} of them the same."
     )
     if len(best.missed) < better_branch:
         verdict = (
@@ -196,12 +196,12 @@ def explain_table(results: list[Result], n_train: int, n_test: int) -> str:
         )
     else:
         verdict = "more than the better branch alone: on this split fusion did not pay."
-    fusion = f"The better fusion, {best.name}, missed {_photos(len(best.missed))}: {verdict}"
+    fusion = f"The better fusion, {best.name}, missed {len(best.missed)}: {verdict}"
     return "\n\n".join(textwrap.fill(text, width=WIDTH) for text in (rows, f"{branches} {fusion}"))
 
 
 def _photos(count: int) -> str:
-    return f"{count} photo{'' if count == 1 else 's'}"
+    return f"{count} test photo{'' if count == 1 else 's'}"
 
 
 def _write_summary(results: list[Result], path: Path) -> None:
