@@ -61,7 +61,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="use only N of each product's 15 photos, for a quicker run (default: all)",
     )
     parser.add_argument(
-        "-q", "--quiet", action="store_true", help="print only the table, no progress"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print no progress, only the table and what it shows",
     )
     add_feature_options(parser)
     add_run_options(parser)
