@@ -15,15 +15,15 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import fusionrec
-from fusionrec import FusedClassifier, ProductIndex, __version__
+from fusionrec import FusedClassifier, ProductIndex, __version__, evaluate
 from fusionrec.cli import COMMANDS, build_parser, main
-from fusionrec.cli.demo import demo_split
+from fusionrec.cli.demo import Result, demo_split, explain_table
 from fusionrec.cli.errors import CommandError
 from fusionrec.cli.model_file import load
 from fusionrec.cli.options import extractors
 
 REPO = Path(__file__).resolve().parents[1]
-PRODUCTS = ("Banana", "Kiwi", "Oatly-Oat-Milk")
+PRODUCTS = ("Arla-Standard-Milk", "Granny-Smith", "Tropicana-Apple-Juice")
 TINY = ["--n-words", "4", "--pca", "8", "--max-descriptors", "2000"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -38,7 +38,7 @@ def folders(tmp_path_factory, demo):
             (root / part / product).mkdir(parents=True)
             for photo in chosen:
                 shutil.copy(photo, root / part / product)
-    (root / "train" / "Banana" / "broken.jpg").write_text("not a photo")
+    (root / "train" / "Granny-Smith" / "broken.jpg").write_text("not a photo")
     return root / "train", root / "test"
 
 
@@ -70,7 +70,7 @@ def test_info_lists_versions_detectors_defaults_and_demo_classes(capsys):
     assert "scikit-learn" in out
     assert "rootsift" in out
     assert "CNNEmbedder(" in out
-    assert "Banana" in out
+    assert "Granny-Smith" in out
     assert "15 photos" in out
 
 
@@ -166,6 +166,43 @@ def test_demo_compares_four_classifiers_and_writes_reports(tmp_path, capsys):
         assert scores[:4] == pytest.approx([report[column] for column in columns], abs=5e-4)
         assert summary[name]["accuracy"] == report["accuracy"]
         assert (folder / "confusion_matrix.png").read_bytes().startswith(PNG_MAGIC)
+    explanation = " ".join(captured.out.split())
+    assert "20 to train on, 20 held out to test" in explanation
+    assert "one photo is worth 0.050 of accuracy" in explanation
+    missed = {name: round((1 - summary[name]["accuracy"]) * 20) for name in summary}
+    assert f"The traditional branch missed {missed['traditional']} test photo" in explanation
+    assert f"and the deep branch {missed['deep']}, " in explanation
+    assert f"missed {min(missed['fused early'], missed['fused late'])}: " in explanation
+
+
+def _row(name: str, missed: set) -> Result:
+    return Result(name, evaluate(["a", "b"], ["a", "b"]), 0.0, 0.0, frozenset(missed))
+
+
+@pytest.mark.parametrize(
+    ("early", "late", "verdict"),
+    [
+        ({3}, {4, 5}, "fewer than either branch alone"),
+        ({1, 3}, {4, 5}, "as many as the better branch alone"),
+        ({1, 3, 5}, {1, 2, 4}, "more than the better branch alone"),
+    ],
+)
+def test_demo_explanation_compares_the_better_fusion_with_the_better_branch(early, late, verdict):
+    results = [
+        _row("traditional", {1, 2}),
+        _row("deep", {2, 3, 4}),
+        _row("fused early", early),
+        _row("fused late", late),
+    ]
+    explanation = " ".join(explain_table(results, n_train=10, n_test=8).split())
+    assert (
+        "The traditional branch missed 2 test photos and the deep branch 3, 1 of them"
+        in explanation
+    )
+    best = "fused early" if len(early) <= len(late) else "fused late"
+    assert (
+        f"The better fusion, {best}, missed {min(len(early), len(late))}: {verdict}" in explanation
+    )
 
 
 def test_train_saves_a_model_that_names_the_products(trained, folders):
@@ -174,7 +211,7 @@ def test_train_saves_a_model_that_names_the_products(trained, folders):
     assert isinstance(model, FusedClassifier)
     assert list(model.classes_) == list(PRODUCTS)
     assert about["photos"] == 18
-    assert f"left out unreadable photo: {folders[0] / 'Banana' / 'broken.jpg'}" in out
+    assert f"left out unreadable photo: {folders[0] / 'Granny-Smith' / 'broken.jpg'}" in out
     assert "on 18 photos of 3 products" in out
     plain = fusionrec.load(path)
     photos = sorted(str(photo) for photo in folders[1].rglob("*.jpg"))
@@ -205,7 +242,8 @@ def test_predict_prints_label_and_probability_per_image(trained, folders, capsys
     for line, photo, label, row in zip(lines, photos, labels, probabilities, strict=True):
         image, predicted, probability = line.split()
         assert (image, predicted) == (photo, label)
-        assert float(probability) == pytest.approx(row.max(), abs=5e-4)  # printed to 3 places
+        # rounded to 4 places, then printed to 3: off by up to 5e-4 + 5e-5
+        assert float(probability) == pytest.approx(row.max(), abs=5.5e-4)
 
 
 def test_predict_json_with_top_k(trained, folders, capsys):

@@ -63,10 +63,10 @@ def test_index_with_an_inverted_file_finds_the_photo_itself(catalogue, tmp_path,
     index = load(path, kind="index")[0]
     assert index.search == "ivf"
     assert len(index.centroids_) == 1  # 20 photos: too few to learn two lists of 39 items
-    photo = sorted((catalogue / "Kiwi").iterdir())[0]
+    photo = sorted((catalogue / "Granny-Smith").iterdir())[0]
     capsys.readouterr()
     assert main(["search", str(path), str(photo), "-k", "1"]) == 0
-    assert f"1. Kiwi/{photo.name}" in capsys.readouterr().out
+    assert f"1. Granny-Smith/{photo.name}" in capsys.readouterr().out
 
 
 def test_index_says_what_it_did(catalogue, tmp_path, capsys):

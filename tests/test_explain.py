@@ -177,8 +177,8 @@ def test_randomising_the_network_changes_the_heat_map(early, test_photos, demo):
 
 @pytest.fixture(scope="module")
 def object_on_flat_background(demo):
-    """A textured product (the middle of a banana photo) pasted off-centre on flat grey."""
-    photo = load_image(demo.data[demo.target_names.index("Banana") * 15 + 1])
+    """A textured product (the middle of a juice carton photo) pasted off-centre on flat grey."""
+    photo = load_image(demo.data[demo.target_names.index("Tropicana-Apple-Juice") * 15 + 1])
     height, width = photo.shape[:2]
     product = cv2.resize(
         photo[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4], (110, 110)

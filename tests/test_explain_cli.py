@@ -12,7 +12,7 @@ from fusionrec.cli import main
 from fusionrec.cli.model_file import load, save
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PRODUCTS = ("Banana", "Kiwi", "Oatly-Oat-Milk")
+PRODUCTS = ("Arla-Standard-Milk", "Granny-Smith", "Tropicana-Apple-Juice")
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +26,15 @@ def model_path(demo, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def kiwi(demo):
-    return demo.data[demo.target_names.index("Kiwi") * 15 + 1]
+def apple(demo):
+    return demo.data[demo.target_names.index("Granny-Smith") * 15 + 1]
 
 
-def test_explain_prints_the_shares_and_writes_the_picture(model_path, kiwi, tmp_path, capsys):
+def test_explain_prints_the_shares_and_writes_the_picture(model_path, apple, tmp_path, capsys):
     output = tmp_path / "why.png"
-    assert main(["explain", str(model_path), kiwi, "-o", str(output)]) == 0
+    assert main(["explain", str(model_path), apple, "-o", str(output)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"{kiwi}: Kiwi, probability ")
+    assert lines[0].startswith(f"{apple}: Granny-Smith, probability ")
     assert lines[1].startswith("  score ")
     assert "traditional" in lines[1]
     assert "deep" in lines[1]
@@ -42,25 +42,41 @@ def test_explain_prints_the_shares_and_writes_the_picture(model_path, kiwi, tmp_
     assert output.read_bytes().startswith(PNG_MAGIC)
 
 
-def test_explain_another_product_as_json(model_path, kiwi, tmp_path, capsys):
+def test_explain_another_product_as_json(model_path, apple, tmp_path, capsys):
     output = tmp_path / "why_not.png"
-    assert main(["explain", str(model_path), kiwi, "-o", str(output), "--label", "Banana"]) == 0
+    assert (
+        main(
+            ["explain", str(model_path), apple, "-o", str(output), "--label", "Arla-Standard-Milk"]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert (
-        main(["explain", str(model_path), kiwi, "-o", str(output), "--label", "Banana", "--json"])
+        main(
+            [
+                "explain",
+                str(model_path),
+                apple,
+                "-o",
+                str(output),
+                "--label",
+                "Arla-Standard-Milk",
+                "--json",
+            ]
+        )
         == 0
     )
     numbers = json.loads(capsys.readouterr().out)
-    assert numbers["label"] == "Banana"
-    assert numbers["predicted"] == "Kiwi"
-    [decision] = load(model_path)[0].decision_function([kiwi])
+    assert numbers["label"] == "Arla-Standard-Milk"
+    assert numbers["predicted"] == "Granny-Smith"
+    [decision] = load(model_path)[0].decision_function([apple])
     score = sum(numbers["shares"].values()) + numbers["intercept"]
-    assert score == pytest.approx(decision[PRODUCTS.index("Banana")], abs=1e-4)
+    assert score == pytest.approx(decision[PRODUCTS.index("Arla-Standard-Milk")], abs=1e-4)
 
 
-def test_explain_names_an_unknown_product(model_path, kiwi, tmp_path, capsys):
+def test_explain_names_an_unknown_product(model_path, apple, tmp_path, capsys):
     status = main(
-        ["explain", str(model_path), kiwi, "-o", str(tmp_path / "x.png"), "--label", "Tea"]
+        ["explain", str(model_path), apple, "-o", str(tmp_path / "x.png"), "--label", "Tea"]
     )
     assert status == 1
     assert "knows no product 'Tea'" in capsys.readouterr().err
@@ -80,7 +96,7 @@ def catalogue(demo, tmp_path_factory):
 def test_search_draws_each_verified_match(catalogue, tmp_path, capsys):
     index_path = tmp_path / "index.joblib"
     assert main(["index", str(catalogue), "-o", str(index_path), "--rerank"]) == 0
-    photo = sorted((catalogue / "Kiwi").iterdir())[0]
+    photo = sorted((catalogue / "Granny-Smith").iterdir())[0]
     capsys.readouterr()
     drawn = tmp_path / "matches"
     status = main(
@@ -99,7 +115,7 @@ def test_search_draws_each_verified_match(catalogue, tmp_path, capsys):
 def test_search_explain_needs_a_reranked_index(catalogue, tmp_path, capsys):
     index_path = tmp_path / "plain.joblib"
     assert main(["index", str(catalogue), "-o", str(index_path)]) == 0
-    photo = sorted((catalogue / "Kiwi").iterdir())[0]
+    photo = sorted((catalogue / "Granny-Smith").iterdir())[0]
     capsys.readouterr()
     assert main(["search", str(index_path), str(photo), "--explain", str(tmp_path)]) == 1
     assert "--rerank" in capsys.readouterr().err

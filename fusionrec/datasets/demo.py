@@ -11,6 +11,7 @@ from .folder import load_image_folder
 
 _DESCRIPTION = """\
 Demo products: 150 photos of 10 products taken in grocery stores (15 each).
+Look-alikes: four Tropicana juices, four Arla milks and two apple varieties.
 
 A subset of the Grocery Store dataset by Marcus Klasson, Cheng Zhang and Hedvig
 Kjellstrom ("A Hierarchical Grocery Store Image Dataset with Visual and Semantic
@@ -22,9 +23,11 @@ Labels", WACV 2019), drawn from its official training split and downscaled to
 def load_demo_products(*, return_X_y: bool = False) -> Bunch | tuple[np.ndarray, np.ndarray]:
     """Load the demo product photos that ship inside the package.
 
-    Ten products, fruit, vegetables and packaged drinks, 15 phone photos each,
-    from the Grocery Store dataset (MIT licence). They need no download and
-    suit quick experiments, examples and tests.
+    Ten look-alike products, 15 phone photos each, from the Grocery Store
+    dataset (MIT licence): four Tropicana juices, four Arla milks and two apple
+    varieties. The keypoint and the CNN features confuse different ones of
+    them, so the demo can show what fusing the two adds. They need no download
+    and suit quick experiments, examples and tests.
 
     Parameters
     ----------

@@ -64,7 +64,7 @@ def load_image_folder(
     >>> from fusionrec.datasets import load_demo_products
     >>> demo = load_image_folder(load_demo_products().root)
     >>> demo.target_names[:2]
-    ['Arla-Standard-Milk', 'Banana']
+    ['Arla-Ecological-Medium-Fat-Milk', 'Arla-Lactose-Medium-Fat-Milk']
     """
     root = Path(root)
     if not root.exists():
