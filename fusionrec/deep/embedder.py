@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import numbers
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,8 @@ RUNTIMES = ("auto", "torch", "onnxruntime")
 CALIBRATION_PHOTOS = 64
 """How many of the photos given to ``fit`` calibrate an int8 network (evenly spaced)."""
 _PREFETCH_BATCHES = 2
+PIPELINE_SHARES = 4
+"""A short call is embedded in this many batches, prepared while the network works."""
 WORKER_BATCHES = 4
 """Batches in each task sent to a cluster's workers (``joblib.parallel_backend("dask")``)."""
 
@@ -377,11 +380,13 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
         embed = self._embedding_function(resolve_device(self.device), threads)
         rows = np.full((len(images), self.n_features_out_), np.nan, dtype=np.float32)
         failures: list[ImageReadError] = []
+        failed_before = 0
         with tqdm(total=len(images), desc="embedding", unit="img", disable=not verbose) as bar:
             for positions, batch in self._prepared_batches(images, failures, start):
                 if positions:
                     rows[np.asarray(positions) - start] = embed(batch)
-                bar.update(min(self.batch_size, bar.total - bar.n))
+                bar.update(len(positions) + len(failures) - failed_before)
+                failed_before = len(failures)
         return rows, failures
 
     def _embedded_on_workers(self, images) -> tuple[np.ndarray, list[ImageReadError]]:
@@ -413,10 +418,17 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
     def _prepared_batches(
         self, images, failures: list, start: int = 0
     ) -> Iterator[tuple[list[int], np.ndarray]]:
-        """Prepare batches in background threads, a few ahead of the network."""
+        """Prepare batches in background threads, a few ahead of the network.
+
+        A call of fewer than ``PIPELINE_SHARES * batch_size`` photos is cut in
+        that many smaller batches, so that preparing the next one overlaps the
+        network's work on this one (a service's batch of 16 photos would
+        otherwise be decoded whole while the network waits).
+        """
+        size = max(1, min(self.batch_size, math.ceil(len(images) / PIPELINE_SHARES)))
         tasks = (
-            partial(self._prepare, _chunk(images, offset, self.batch_size), start + offset)
-            for offset in range(0, len(images), self.batch_size)
+            partial(self._prepare, _chunk(images, offset, size), start + offset)
+            for offset in range(0, len(images), size)
         )
         with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
             for positions, batch, chunk_failures in prefetched(pool, tasks, _PREFETCH_BATCHES):

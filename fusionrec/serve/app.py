@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from .._parallel import single_threaded_blas
 from ..fusion import FusedClassifier
 from ..search import Matches, ProductIndex
 from . import classification
@@ -176,8 +177,15 @@ class _Service:
         self.catalogue = catalogue
 
     def run_batch(self, kind: tuple, payloads: list) -> Sequence:
-        """Work on one batch (in a worker thread)."""
-        return self._batch_runners[kind[0]](kind, payloads)
+        """Work on one batch (in a worker thread), BLAS held to one thread.
+
+        The cores belong to ONNX Runtime's threads and to decoding: idle
+        OpenBLAS threads spin after each search's product and take them
+        (measured under 16 clients: 1.75 cores busy for 87 answers a second,
+        against 1.30 cores for 98).
+        """
+        with single_threaded_blas():
+            return self._batch_runners[kind[0]](kind, payloads)
 
     async def submit(self, kind: Hashable, payload: Any) -> Any:
         """Queue a job; 503 with ``Retry-After`` when the backlog is full."""
