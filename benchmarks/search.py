@@ -111,7 +111,7 @@ def look_alikes(vectors: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     """
     sources = vectors[rng.integers(len(vectors), size=n)]
     noise = rng.standard_normal(sources.shape, np.float32) * (0.75 / np.sqrt(sources.shape[1]))
-    return l2_normalise(sources + noise)
+    return l2_normalise(sources + noise).astype(vectors.dtype, copy=False)
 
 
 def grown_with_look_alikes(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:

@@ -3,6 +3,7 @@
     python benchmarks/serve.py                   # 2,640 training photos indexed; 1, 4, 16 clients
     python benchmarks/serve.py --items 100000    # padded with look-alike vectors to 100,000 items
     python benchmarks/serve.py --workers 2       # the server's --workers
+    python benchmarks/serve.py --items 100000 --search ivf  # faiss's inverted file
     python benchmarks/serve.py --duration 3 --catalogue 40 --queries 20 --clients 1 4  # smoke run
 
 The script indexes the Grocery Store training photos and saves the index; then, for batching
@@ -143,7 +144,7 @@ async def load(url: str, photos: list[bytes], n_clients: int, seconds: float):
 def run(args: argparse.Namespace) -> None:
     queries, _ = load_split(args.root, "test")
     photos = [Path(path).read_bytes() for path in queries[: args.queries]]
-    index = built_index(args.root, args.catalogue, args.items)
+    index = built_index(args.root, args.catalogue, args.items).set_params(search=args.search)
     rate = offline_rate(index, photos)
     print(f"offline: ProductIndex.query of {len(photos)} test photos in one call: {rate:.1f}/s")
     folder = Path(tempfile.mkdtemp(prefix="fusionrec-serve-bench-"))
@@ -223,6 +224,9 @@ def main() -> None:
     )
     parser.add_argument("--queries", type=int, default=200, help="test photos the clients send")
     parser.add_argument("--workers", type=int, default=1, help="the server's --workers")
+    parser.add_argument(
+        "--search", choices=["exact", "ivf"], default="exact", help="the index's search"
+    )
     run(parser.parse_args())
 
 
