@@ -21,6 +21,7 @@ from fusionrec.cli.demo import Result, demo_split, explain_table
 from fusionrec.cli.errors import CommandError
 from fusionrec.cli.model_file import load
 from fusionrec.cli.options import extractors
+from fusionrec.files import FORMAT_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCTS = ("Arla-Standard-Milk", "Granny-Smith", "Tropicana-Apple-Juice")
@@ -314,7 +315,8 @@ def test_a_pickled_model_opens_only_with_the_opt_in_or_once_converted(
 def test_info_describes_a_model_file(trained, capsys):
     assert main(["info", str(trained[0])]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"{trained[0]}: a FusedClassifier (model), fusionrec file format 1"
+    expected = f"{trained[0]}: a FusedClassifier (model), fusionrec file format {FORMAT_VERSION}"
+    assert lines[0] == expected
     assert lines[1].startswith(f"  written by fusionrec {__version__} with numpy ")
     assert "  photos: 18" in lines
     assert f"  products: {', '.join(PRODUCTS)}" in lines

@@ -33,12 +33,12 @@ PER_SHARD = 3
 def catalogue(tmp_path_factory, demo):
     """Ten demo photos in two product folders, and one file that is no photo, in between."""
     root = tmp_path_factory.mktemp("catalogue")
-    for product in ("Banana", "Kiwi"):
+    for product in ("Granny-Smith", "Tropicana-Apple-Juice"):
         (root / product).mkdir()
         chosen = demo.data[demo.target == demo.target_names.index(product)][:5]
         for photo in chosen:
             shutil.copy(photo, root / product)
-    (root / "Banana" / "Banana_010_broken.jpg").write_text("not a photo")
+    (root / "Granny-Smith" / "Granny-Smith_010_broken.jpg").write_text("not a photo")
     return root
 
 
@@ -81,7 +81,7 @@ def job_files(folder):
 def test_each_photo_is_in_one_shard_in_order_with_its_features(extracted, catalogue):
     photos, ids = photos_of(catalogue)
     rows, row_ids = extracted.stacked()
-    broken = ids.index("Banana/Banana_010_broken.jpg")
+    broken = ids.index("Granny-Smith/Granny-Smith_010_broken.jpg")
     assert row_ids.tolist() == ids[:broken] + ids[broken + 1 :]
     assert len(extracted.shard_paths) == -(-len(photos) // PER_SHARD)
     expected = extracted.extractor().transform(
@@ -92,7 +92,7 @@ def test_each_photo_is_in_one_shard_in_order_with_its_features(extracted, catalo
 
 def test_unreadable_photos_are_listed_in_their_shards_report(extracted):
     [(id_, reason)] = extracted.unreadable()
-    assert id_ == "Banana/Banana_010_broken.jpg"
+    assert id_ == "Granny-Smith/Granny-Smith_010_broken.jpg"
     assert "cannot identify image file" in reason or "not" in reason.lower()
     [shard] = [shard for shard in extracted.manifest["shards"] if shard["unreadable"]]
     assert (shard["photos"], shard["rows"]) == (PER_SHARD, PER_SHARD - 1)
@@ -315,7 +315,8 @@ def test_the_cli_reads_a_list_of_photos_relative_to_it_and_indexes_them(
         listing.unlink()
     assert status == 0
     lines = printed.getvalue().splitlines()
-    assert lines[0].startswith("left out unreadable photo: Banana/Banana_010_broken.jpg (")
+    broken = "Granny-Smith/Granny-Smith_010_broken.jpg"
+    assert lines[0].startswith(f"left out unreadable photo: {broken} (")
     summary = f"10 of 11 photos extracted in 4 shards (4 written now, 0 found written) to {out}"
     assert lines[-2:] == [summary, f"indexed 10 photos; saved to {index}"]
     assert_same_shards(out, extracted.folder)

@@ -17,7 +17,7 @@ from fusionrec.evaluation import evaluate
 from fusionrec.fusion import RejectsUnknown, threshold_for
 from fusionrec.fusion.rejection import class_groups, known_scores, with_unknown
 
-HELD_OUT = ["Arla-Standard-Milk", "Banana"]
+HELD_OUT = ["Golden-Delicious", "Granny-Smith"]  # a whole family: no look-alike is known
 RATE = 0.05
 
 
@@ -206,10 +206,10 @@ def test_integer_labels_get_minus_one_and_keep_their_dtype(open_set, memory, dem
 
 def test_an_unknown_label_that_names_a_product_is_refused(open_set, memory):
     train, names = open_set["train"]
-    model = FusedClassifier("deep", unknown_label="Kiwi", memory=memory)
+    model = FusedClassifier("deep", unknown_label="Arla-Standard-Milk", memory=memory)
     model.fit(train, names)  # never rejecting, it never answers the label
     assert model.unknown_label_ is None
-    with pytest.raises(ValueError, match="unknown_label 'Kiwi' is also the label of a product"):
+    with pytest.raises(ValueError, match="'Arla-Standard-Milk' is also the label of a product"):
         model.set_params(false_accept_rate=RATE).fit(train, names)
 
 
@@ -255,8 +255,13 @@ def test_an_index_query_below_the_minimum_score_has_no_match(open_set, memory):
 
 # --- the command line
 
-CLI_PRODUCTS = ("Banana", "Kiwi", "Lemon", "Oatly-Oat-Milk")
-CLI_UNSEEN = "Tropicana-Apple-Juice"
+CLI_PRODUCTS = (
+    "Golden-Delicious",
+    "Granny-Smith",
+    "Tropicana-Apple-Juice",
+    "Tropicana-Juice-Smooth",
+)
+CLI_UNSEEN = "Arla-Standard-Milk"  # no milk is known
 
 
 @pytest.fixture(scope="module")
