@@ -201,7 +201,9 @@ def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, 
             scheduler=client,
         )
         wait_until(waiting)
-        [stuck] = [pid for pid in client.run(os.getpid).values() if waiting_to_open(pid)]
+        workers = list(client.run(os.getpid).values())
+        wait_until(lambda: any(waiting_to_open(pid) for pid in workers), timeout=30.0)
+        [stuck] = [pid for pid in workers if waiting_to_open(pid)]
         os.kill(stuck, signal.SIGKILL)
     extracted_on_cluster = job.result(timeout=300)
     assert extracted_on_cluster.manifest["written_now"] == len(extracted.shard_paths)
