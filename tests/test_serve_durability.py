@@ -207,3 +207,22 @@ def test_acknowledged_changes_survive_sigkill_and_the_index_file_stays_readable(
         path.name for path in index_file.parent.iterdir() if path.name.endswith(".partial")
     ]
     assert leftovers == []
+
+
+def test_catalogue_photos_remembered_where_they_are_follow_keep_and_forget(tmp_path, demo):
+    folder = tmp_path / "catalogue"
+    folder.mkdir()
+    (folder / "shelf.jpg").write_bytes(Path(demo.data[0]).read_bytes())
+    photos = CataloguePhotos(folder, tmp_path / "added", side=64)
+    photo = Path(demo.data[1]).read_bytes()
+    assert photos.has("shelf.jpg") and photos.has("shelf.jpg")
+    (tmp_path / "outside.jpg").write_bytes(Path(demo.data[0]).read_bytes())
+    assert not photos.has("../outside.jpg")
+    assert not photos.has("new")
+    photos.keep("new", photo)
+    assert photos.has("new")
+    photos.forget("new")
+    assert not photos.has("new")
+    assert photos.thumbnail("new") is None
+    photos.keep("new", photo)
+    assert photos.thumbnail("new") is not None

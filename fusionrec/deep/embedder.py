@@ -7,7 +7,6 @@ import hashlib
 import math
 import numbers
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, ClassVar
 
@@ -47,7 +46,7 @@ from .backbones import build_backbone
 from .device import DEVICES, resolve_device
 from .fine_tuning import FineTuning
 from .layers import EmbeddingHead, as_layers, check_layers
-from .prefetch import prefetched
+from .prefetch import prefetched, shared_pool
 from .preprocessing import Preprocessing
 from .runtime import (
     OnnxEmbedding,
@@ -430,10 +429,10 @@ class CNNEmbedder(NewParameterDefaults, TransformerMixin, BaseEstimator):
             partial(self._prepare, _chunk(images, offset, size), start + offset)
             for offset in range(0, len(images), size)
         )
-        with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
-            for positions, batch, chunk_failures in prefetched(pool, tasks, _PREFETCH_BATCHES):
-                failures.extend(chunk_failures)
-                yield positions, batch
+        pool = shared_pool(self.n_threads)
+        for positions, batch, chunk_failures in prefetched(pool, tasks, _PREFETCH_BATCHES):
+            failures.extend(chunk_failures)
+            yield positions, batch
 
     def _prepare(self, chunk: list, start: int):
         failures: list[ImageReadError] = []

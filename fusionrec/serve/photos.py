@@ -9,6 +9,7 @@ positions a search returns fall on the right pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -24,6 +25,7 @@ from .change_log import replace_durably
 
 JPEG_QUALITY = 85
 WARM_UP_SIDE = 256
+REMEMBERED_SOURCES = 65_536  # items whose photo's whereabouts are kept, most recent first
 
 
 def noise_photo() -> np.ndarray:
@@ -66,6 +68,7 @@ class CataloguePhotos:
         self.catalogue_folder = None if catalogue_folder is None else Path(catalogue_folder)
         self.added_folder = None if added_folder is None else Path(added_folder)
         self.side = side
+        self._source = functools.lru_cache(REMEMBERED_SOURCES)(self._find_source)
 
     def keep(self, item_id: Any, photo: bytes) -> None:
         """Keep a thumbnail of an added item's photo, synced to disk."""
@@ -74,14 +77,24 @@ class CataloguePhotos:
         thumbnail = self._thumbnail_of(photo)
         self.added_folder.mkdir(parents=True, exist_ok=True)
         replace_durably(self._added_path(item_id), lambda path: path.write_bytes(thumbnail))
+        self._source.cache_clear()
 
     def forget(self, item_id: Any) -> None:
         """Delete the thumbnail of a removed item, if one was kept."""
         if self.added_folder is not None:
             self._added_path(item_id).unlink(missing_ok=True)
+            self._source.cache_clear()
 
     def has(self, item_id: Any) -> bool:
-        """Whether there is a photo of the item."""
+        """Whether there is a photo of the item.
+
+        Where each item's photo is, is remembered (for the most recent
+        :data:`REMEMBERED_SOURCES` items, until a photo is kept or forgotten):
+        a search answers with ``has`` for every hit, and resolving each path
+        again took 12% of a service's batch thread under 16 clients. A photo
+        deleted from the catalogue folder behind the server's back stays
+        "there" until then, and its thumbnail is not found.
+        """
         return self._source(item_id) is not None
 
     def thumbnail(self, item_id: Any) -> bytes | None:
@@ -96,7 +109,7 @@ class CataloguePhotos:
         except ImageReadError:
             return None
 
-    def _source(self, item_id: Any) -> Path | None:
+    def _find_source(self, item_id: Any) -> Path | None:
         if self.added_folder is not None and self._added_path(item_id).is_file():
             return self._added_path(item_id)
         if self.catalogue_folder is None or not isinstance(item_id, str):
