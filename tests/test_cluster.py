@@ -23,22 +23,6 @@ def photos(demo):
 
 
 @pytest.fixture(scope="module")
-def dask_client():
-    """A two-worker, single-threaded, multi-process Dask cluster on loopback."""
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
-
-
-@pytest.fixture(scope="module")
 def ray_backend():
     """Ray's joblib backend over a two-CPU local Ray instance."""
     ray = pytest.importorskip("ray")

@@ -185,7 +185,9 @@ def test_a_job_killed_half_way_and_run_again_has_every_shard_once(catalogue, ext
     assert job_files(out) == job_files(extracted.folder)
 
 
-def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, tmp_path, client):
+def test_a_worker_killed_half_way_leaves_every_shard_once(
+    catalogue, extracted, tmp_path, dask_client
+):
     """A worker is killed while it opens a photo of shard 2: Dask runs that shard elsewhere."""
     photos, ids = photos_of(catalogue)
     with (
@@ -198,10 +200,10 @@ def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, 
             tmp_path,
             ids=ids,
             photos_per_shard=PER_SHARD,
-            scheduler=client,
+            scheduler=dask_client,
         )
         wait_until(waiting)
-        workers = list(client.run(os.getpid).values())
+        workers = list(dask_client.run(os.getpid).values())
         wait_until(lambda: any(waiting_to_open(pid) for pid in workers), timeout=30.0)
         [stuck] = [pid for pid in workers if waiting_to_open(pid)]
         os.kill(stuck, signal.SIGKILL)
@@ -209,23 +211,6 @@ def test_a_worker_killed_half_way_leaves_every_shard_once(catalogue, extracted, 
     assert extracted_on_cluster.manifest["written_now"] == len(extracted.shard_paths)
     assert_same_shards(tmp_path, extracted.folder)
     assert job_files(tmp_path) == job_files(extracted.folder)
-
-
-@pytest.fixture(scope="module")
-def client():
-    """Two single-threaded worker processes on loopback, and a client of them; always closed."""
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",  # no fixed port: other clusters may run here
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
 
 
 def test_progress_counts_the_shards_written(catalogue, tmp_path, capsys):
@@ -251,11 +236,11 @@ def test_a_job_with_another_model_writes_beside_the_first(extracted, catalogue, 
 
 
 def test_a_cluster_writes_the_same_shards_as_a_local_run(
-    extracted, catalogue, tmp_path, client, capsys
+    extracted, catalogue, tmp_path, dask_client, capsys
 ):
     photos, ids = photos_of(catalogue)
     on_cluster = extract_features(
-        photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD, scheduler=client, progress=True
+        photos, tmp_path, ids=ids, photos_per_shard=PER_SHARD, scheduler=dask_client, progress=True
     )
     assert "shards: 100%" in capsys.readouterr().err
     assert on_cluster.manifest["written_now"] == len(on_cluster.shard_paths)
