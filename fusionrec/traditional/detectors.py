@@ -151,6 +151,18 @@ class OpponentRootSIFT(RootSIFT):
     keypoints moved one octave coarser. A descriptor then reads a quarter of
     the pixels, and the colour scale space starts from the photo itself,
     never doubled.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    >>> detector = make_detector("opponent-rootsift", max_keypoints=10)
+    >>> positions, descriptors = detector.describe(image)
+    >>> descriptors.shape[1]
+    384
+    >>> _, gray_descriptors = detector.describe(image.mean(axis=2).astype(np.uint8))
+    >>> float(abs(gray_descriptors[:, 128:]).max())  # a gray photo has no colour
+    0.0
     """
 
     name = "opponent-rootsift"
