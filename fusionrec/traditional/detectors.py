@@ -145,44 +145,60 @@ class OpponentRootSIFT(RootSIFT):
 
     The colour channels are ``R - G`` and ``R + G - 2B`` (van de Sande et al.,
     2010); a gray image has flat colour channels, so its colour blocks are zeros.
-    They are described at half the image's resolution, as a JPEG stores its
-    colour: the same keypoints, each at the next coarser octave (the finest
-    one stays the finest), which costs a quarter of the pixels of describing
-    them at full resolution.
+    Each colour descriptor sees its keypoint's region as blurred as the
+    intensity's, but sampled half as densely: a SIFT whose scale space starts
+    at half the usual blur describes the colour channels, at the same
+    keypoints moved one octave coarser. A descriptor then reads a quarter of
+    the pixels, and the colour scale space starts from the photo itself,
+    never doubled.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    >>> detector = make_detector("opponent-rootsift", max_keypoints=10)
+    >>> positions, descriptors = detector.describe(image)
+    >>> descriptors.shape[1]
+    384
+    >>> _, gray_descriptors = detector.describe(image.mean(axis=2).astype(np.uint8))
+    >>> float(abs(gray_descriptors[:, 128:]).max())  # a gray photo has no colour
+    0.0
     """
 
     name = "opponent-rootsift"
     summary = "RootSIFT of intensity and two opponent-colour channels, 384-d"
-    revision = 1
+    revision = 3
+
+    def __init__(self, max_keypoints: int = 1000) -> None:
+        super().__init__(max_keypoints)
+        self._colour_detector = _factory(self.factory_name)(sigma=_COLOUR_SIGMA)
 
     @property
     def descriptor_size(self) -> int:
         return 3 * self._detector.descriptorSize()
 
     def _described_further(self, image: np.ndarray, keypoints, descriptors: np.ndarray):
-        halved = [_at_half_resolution(keypoint) for keypoint in keypoints]
-        colour = [self._detector.compute(_half(channel), halved)[1] for channel in _opponent(image)]
+        coarser = [_one_octave_coarser(keypoint) for keypoint in keypoints]
+        describe = self._colour_detector.compute
+        colour = [describe(channel, coarser)[1] for channel in _opponent(image)]
         return np.hstack([descriptors, *colour])
 
 
-def _half(channel: np.ndarray) -> np.ndarray:
-    return cv2.resize(channel, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+_COLOUR_SIGMA = 0.8
+"""Half of SIFT's base blur (1.6): one octave coarser, each keypoint's blur stays its own."""
 
 
-def _at_half_resolution(keypoint: cv2.KeyPoint) -> cv2.KeyPoint:
-    """``keypoint`` in an image of half the size: half the position and size, an octave up.
+def _one_octave_coarser(keypoint: cv2.KeyPoint) -> cv2.KeyPoint:
+    """``keypoint`` in the next coarser octave of the scale space, same place and size.
 
-    OpenCV packs the octave (a signed byte) and the layer within it into
-    ``KeyPoint.octave``; its finest octave is -1 (the image doubled), so a
-    keypoint found there stays there, on a more blurred layer than it was
-    found on.
+    OpenCV packs the octave (a signed byte, -1 for the doubled image) and the
+    layer within it into ``KeyPoint.octave``.
     """
     octave = keypoint.octave & 0xFF
     octave = octave - 256 if octave >= 128 else octave
-    coarser = max(octave - 1, -1)
-    packed = (keypoint.octave & ~0xFF) | (coarser & 0xFF)
+    packed = (keypoint.octave & ~0xFF) | ((octave + 1) & 0xFF)
     x, y = keypoint.pt
-    return cv2.KeyPoint(x / 2, y / 2, keypoint.size / 2, keypoint.angle, keypoint.response, packed)
+    return cv2.KeyPoint(x, y, keypoint.size, keypoint.angle, keypoint.response, packed)
 
 
 class DenseSIFT(SIFT):
