@@ -182,15 +182,19 @@ class Branch:
         """Each photo's encoding; against a cached vocabulary, each is encoded once.
 
         Descriptors are read only for the photos whose encoding is not cached.
+        The encodings go into one float32 array a chunk of photos at a time, so
+        no list of every photo's row is held beside it.
         """
         cache = None
         if self.vocabulary_key is not None:
             cache = FeatureCache(self.location, f"encode-{self.vocabulary_key}")
         photos = list(zip(images, keys, strict=True))
-        rows = []
+        width = self.fitted_.n_features_out_
+        encoded = np.empty((len(photos), width), np.float32)
         for chunk in _chunks(len(photos)):
-            rows += cached_per_photo(photos[chunk], self._encode_described, cache, keys[chunk])
-        return _stacked(rows, self.fitted_.n_features_out_)
+            rows = cached_per_photo(photos[chunk], self._encode_described, cache, keys[chunk])
+            encoded[chunk] = _stacked(rows, width)
+        return encoded
 
     def _encode_described(self, photos_and_keys: list) -> list[np.ndarray | None]:
         images = [image for image, _ in photos_and_keys]
