@@ -154,7 +154,9 @@ class Branch:
         return vocabulary
 
     def _description_cache(self) -> FeatureCache:
-        return FeatureCache(self.location, folder_name(self.extractor.description_key()))
+        """Descriptions (about 1.5 MB a colour photo), memory-mapped: never copied to the heap."""
+        folder = folder_name(self.extractor.description_key())
+        return FeatureCache(self.location, folder, memory_mapped=True)
 
     def _cached_descriptions(self, images: Sequence, keys: list[str]) -> CachedDescriptions:
         """Describe the photos the cache lacks, a bounded number at a time; the readable ones.
