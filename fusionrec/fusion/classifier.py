@@ -243,8 +243,8 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
         """Fit the branches; what the classifiers train on, and the photos dropped.
 
         The branches' blocks are fused once, here, and released: every
-        classifier ``fit`` trains (the late-fusion folds and the reject
-        option's too) takes rows of these inputs.
+        classifier the fit trains (late fusion's folds and the reject
+        option's too) trains on rows of these inputs.
         """
         blocks = self.features_.fit_blocks(images, labels)
         dropped = _dropped_rows(blocks)
