@@ -34,6 +34,7 @@ def test_a_cached_fit_describes_a_few_photos_at_a_time_and_learns_the_same_vocab
     random_state = 0 if seeded else np.random.RandomState(0)
     cached = Branch(extractor().set_params(random_state=random_state), tmp_path)
     features = cached.fit_transform(photos)
+    assert features.dtype == np.float32
     uncached = extractor().set_params(random_state=np.random.RandomState(0) if not seeded else 0)
     np.testing.assert_allclose(features, uncached.fit(photos).transform(photos), atol=1e-6)
     assert held
@@ -46,12 +47,23 @@ def test_cached_descriptions_read_each_photo_when_asked(photos, tmp_path):
     keys = [branch_module.content_key(photo) for photo in photos[:3]]
     lazy = CachedDescriptions(branch._description_cache(), keys)
     positions, descriptors = lazy[1]
+    assert isinstance(descriptors, np.memmap)  # read from the file as used, not onto the heap
     expected_positions, expected_descriptors = extractor().describe([photos[1]])[0]
     np.testing.assert_array_equal(positions, expected_positions)
     np.testing.assert_array_equal(descriptors, expected_descriptors)
     lazy.cache.path(keys[2]).unlink()
     with pytest.raises(FileNotFoundError, match=keys[2]):
         lazy[2]
+
+
+def test_memory_mapped_descriptions_reach_process_workers(photos, tmp_path):
+    """Two joblib processes learn and encode from the cached descriptions as one process does."""
+    Branch(extractor(), tmp_path).fit_transform(photos)  # describes the photos into the cache
+    features = {}
+    for n_jobs in (None, 2):  # unseeded: the vocabulary and encodings are not cached
+        unseeded = extractor().set_params(random_state=np.random.RandomState(0), n_jobs=n_jobs)
+        features[n_jobs] = Branch(unseeded, tmp_path).fit_transform(photos)
+    np.testing.assert_array_equal(features[2], features[None])
 
 
 def test_a_new_detector_revision_learns_a_new_vocabulary(photos, tmp_path, monkeypatch):

@@ -62,10 +62,16 @@ def cache_location(memory: Any) -> Path | None:
 
 
 class FeatureCache:
-    """Per-photo arrays stored as ``<location>/<extractor key>/<content key>.npy``."""
+    """Per-photo arrays stored as ``<location>/<extractor key>/<content key>.npy``.
 
-    def __init__(self, location: Path, extractor_key: str) -> None:
+    ``memory_mapped`` arrays are read as the pages are used, from the file:
+    large entries (a photo's keypoint descriptors) then take no heap of this
+    process, and joblib's process workers receive them by file name.
+    """
+
+    def __init__(self, location: Path, extractor_key: str, *, memory_mapped: bool = False) -> None:
         self.folder = Path(location) / extractor_key
+        self.memory_mapped = memory_mapped
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npy"
@@ -75,7 +81,7 @@ class FeatureCache:
             return None
         path = self.path(key)
         try:
-            return np.load(path, allow_pickle=False)
+            return np.load(path, mmap_mode="r" if self.memory_mapped else None, allow_pickle=False)
         except (OSError, ValueError):
             return None
 

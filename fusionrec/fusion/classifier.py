@@ -224,10 +224,8 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
             else tuple(self.block_weights)
         )
         self.features_ = features_for(self).set_params(block_weights=self.block_weights_)
-        blocks = self.features_.fit_blocks(images, labels)
-        dropped = _dropped_rows(blocks)
+        inputs, dropped = self._training_inputs(images, labels)
         self.dropped_indices_ = np.flatnonzero(dropped)
-        kept = {name: block[~dropped] for name, block in blocks.items()}
         self._encoder = LabelEncoder().fit(labels[~dropped])
         self.classes_ = self._encoder.classes_
         target = self._encoder.transform(labels[~dropped])
@@ -235,11 +233,32 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
             raise ValueError(f"need photos of at least two products; got {list(self.classes_)}")
         with single_threaded_blas():
             if self._is_late():
-                self._fit_late(kept, target)
+                self._fit_late(inputs, target)
             else:
-                self.classifiers_ = self._fitted_classifiers(kept, target)
-            self._fit_rejection(kept, target)
+                self.classifiers_ = self._fitted_classifiers(inputs, target)
+            self._fit_rejection(inputs, target)
         return self
+
+    def _training_inputs(self, images: list, labels: np.ndarray) -> tuple[dict, np.ndarray]:
+        """Fit the branches; what the classifiers train on, and the photos dropped.
+
+        The branches' blocks are fused once, here, and released: every
+        classifier the fit trains (late fusion's folds and the reject
+        option's too) trains on rows of these inputs.
+        """
+        blocks = self.features_.fit_blocks(images, labels)
+        dropped = _dropped_rows(blocks)
+        return self._classifier_inputs(_kept_rows(blocks, dropped)), dropped
+
+    def _classifier_inputs(self, blocks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each classifier's input rows: the fused blocks, or each block alone in late fusion.
+
+        Fusion normalises each row on its own, so the inputs of some photos
+        are those rows of the inputs of all of them.
+        """
+        if self._is_late():
+            return {name: self.features_.fuse({name: block}) for name, block in blocks.items()}
+        return {"fused": self.features_.fuse(blocks)}
 
     def _new_classifier(self, probabilities: bool = False):
         if self.classifier is None:
@@ -254,21 +273,18 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
         """Fit ``classifier``, or reuse the same fit from ``memory``."""
         return fit_cached(classifier, features, target, cache_location(self.memory))
 
-    def _fitted_classifiers(self, blocks: dict[str, np.ndarray], target: np.ndarray) -> dict:
-        """Classifiers as ``classifiers_`` holds them, trained on these photos."""
-        if self._is_late():
-            return {
-                name: self._fit_classifier(
-                    self._new_classifier(probabilities=True),
-                    self.features_.fuse({name: block}),
-                    target,
-                )
-                for name, block in blocks.items()
-            }
-        features = self.features_.fuse(blocks)
-        return {"fused": self._fit_classifier(self._new_classifier(), features, target)}
+    def _fitted_classifiers(self, inputs: Mapping[str, np.ndarray], target: np.ndarray) -> dict:
+        """Classifiers as ``classifiers_`` holds them, trained on these photos' inputs.
 
-    def _fit_late(self, blocks: dict[str, np.ndarray], target: np.ndarray) -> None:
+        ``inputs`` are rows of what :meth:`_classifier_inputs` returns.
+        """
+        late = self._is_late()
+        return {
+            name: self._fit_classifier(self._new_classifier(probabilities=late), rows, target)
+            for name, rows in inputs.items()
+        }
+
+    def _fit_late(self, inputs: Mapping[str, np.ndarray], target: np.ndarray) -> None:
         """One classifier per branch; the weight of their log-probabilities from held-out folds.
 
         With fewer than ``HELD_OUT_PHOTOS`` photos of some product, too few to
@@ -279,19 +295,15 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
         folds = StratifiedKFold(
             n_splits=max(2, min(5, smallest)), shuffle=True, random_state=self.random_state
         )
-        self.classifiers_ = self._fitted_classifiers(blocks, target)
+        self.classifiers_ = self._fitted_classifiers(inputs, target)
         if self.late_weight_choice_ == "few-shot":
             self.late_weight_ = FEW_SHOT_LATE_WEIGHT
             return
         held_out = {
             name: _held_out_probabilities(
-                self._new_classifier(probabilities=True),
-                self.features_.fuse({name: block}),
-                target,
-                folds,
-                self.n_jobs,
+                self._new_classifier(probabilities=True), rows, target, folds, self.n_jobs
             )
-            for name, block in blocks.items()
+            for name, rows in inputs.items()
         }
         self.late_weight_ = _best_weight(held_out["traditional"], held_out["deep"], target)
 
@@ -307,23 +319,21 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
         log_probabilities = np.full((len(dropped), width), np.nan)
         if dropped.all():
             return log_probabilities, dropped
-        kept = {name: block[~dropped] for name, block in blocks.items()}
+        inputs = self._classifier_inputs(_kept_rows(blocks, dropped))
         with single_threaded_blas():
-            log_probabilities[~dropped] = self._combined_log_probabilities(kept)
+            log_probabilities[~dropped] = self._combined_log_probabilities(inputs)
         return log_probabilities, dropped
 
     def _combined_log_probabilities(
-        self, kept: Mapping[str, np.ndarray], classifiers: dict | None = None
+        self, inputs: Mapping[str, np.ndarray], classifiers: dict | None = None
     ) -> np.ndarray:
+        """Normalised log-probabilities of photos from their classifier inputs."""
         classifiers = self.classifiers_ if classifiers is None else classifiers
+        parts = [_log_proba(classifiers[name], rows) for name, rows in inputs.items()]
         if self._is_late():
-            parts = [
-                _log_proba(classifiers[name], self.features_.fuse({name: block}))
-                for name, block in kept.items()
-            ]
             combined = self.late_weight_ * parts[0] + (1 - self.late_weight_) * parts[1]
         else:
-            combined = _log_proba(classifiers["fused"], self.features_.fuse(kept))
+            combined = parts[0]
         return combined - _log_sum_exp(combined)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -389,8 +399,15 @@ def _has_strings(y: Any) -> bool:
     return any(isinstance(label, str) for label in np.asarray(y, dtype=object).ravel()[:1000])
 
 
-def _dropped_rows(blocks: dict[str, np.ndarray]) -> np.ndarray:
+def _dropped_rows(blocks: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.any([np.isnan(block).all(axis=1) for block in blocks.values()], axis=0)
+
+
+def _kept_rows(blocks: Mapping[str, np.ndarray], dropped: np.ndarray) -> Mapping[str, np.ndarray]:
+    """The blocks without the ``dropped`` rows; the blocks themselves, uncopied, if none is."""
+    if not dropped.any():
+        return blocks
+    return {name: block[~dropped] for name, block in blocks.items()}
 
 
 def _held_out_probabilities(

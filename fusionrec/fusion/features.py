@@ -37,18 +37,36 @@ def check_block_weights(block_weights: Any) -> None:
         raise ValueError(f"block_weights must be two non-negative numbers; got {block_weights!r}")
 
 
+ROWS_AT_ONCE = 256
+"""Rows normalised at a time when blocks are fused: the temporaries stay a few MiB."""
+
+
 def normalise_blocks(blocks: list[np.ndarray], weights: list[float] | tuple) -> np.ndarray:
     """L2-normalise each block's rows, scale block ``i`` by ``weights[i]``, concatenate.
 
     Every block then has the same length per photo whatever its width or
     scale, so a 1,280-wide embedding cannot drown an 8,192-wide Fisher vector
     or the reverse. All-NaN rows (dropped photos) stay NaN; zero rows stay zero.
+
+    The result, float32, is the only array as large as the blocks that this
+    allocates: each block is written into its columns :data:`ROWS_AT_ONCE`
+    rows at a time (each row is normalised on its own, so the values are
+    those of normalising the whole block at once).
     """
-    scaled = [
-        weight * l2_normalise(np.asarray(block, dtype=np.float32))
-        for block, weight in zip(blocks, weights, strict=True)
-    ]
-    return np.hstack(scaled).astype(np.float32)
+    blocks = [np.asarray(block) for block in blocks]
+    n_rows = {len(block) for block in blocks}
+    if len(n_rows) != 1:
+        raise ValueError(f"blocks to fuse must have the same number of rows; got {sorted(n_rows)}")
+    fused = np.empty((n_rows.pop(), sum(block.shape[1] for block in blocks)), np.float32)
+    start = 0
+    for block, weight in zip(blocks, weights, strict=True):
+        columns = slice(start, start + block.shape[1])
+        for first in range(0, len(block), ROWS_AT_ONCE):
+            rows = slice(first, first + ROWS_AT_ONCE)
+            normalised = l2_normalise(block[rows].astype(np.float32, copy=False))
+            np.multiply(normalised, weight, out=fused[rows, columns])
+        start = columns.stop
+    return fused
 
 
 class FusedFeatures(TransformerMixin, BaseEstimator):
