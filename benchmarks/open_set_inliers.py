@@ -197,7 +197,7 @@ def report_seed(verifier: Verifier, seed: int, args: argparse.Namespace) -> None
     stand_ins, stand_in_known = stand_in_scores(verifier, train, labels, seed, args)
     print_learned(stand_ins, stand_in_known, test, known)
     print_sweep(test, known)
-    print_packaged(test, known, np.isin(truth, packaged_products(args.root)))
+    print_packaged(test, known, right, np.isin(truth, packaged_products(args.root)))
     verifier.save()
 
 
@@ -242,14 +242,17 @@ def print_sweep(test, known) -> None:
     print(f"  log p + w log(1 + v1 / vmax), test AUROC by w: {sweep}")
 
 
-def print_packaged(test, known, packaged) -> None:
+def print_packaged(test, known, right, packaged) -> None:
+    """The AUROCs on photos of packaged products, and their median ``v1``."""
     aurocs = "  ".join(
         f"{name} {roc_auc_score(known[packaged], test[packaged, column]):.3f}"
         for column, name in enumerate(COLUMNS)
     )
+    v1 = np.expm1(test[:, 1])
     print(
         f"  packaged products only ({packaged.sum()} photos, {(packaged & known).sum()} known):"
-        f" AUROC {aurocs}"
+        f" AUROC {aurocs}; median v1 known and named right {np.median(v1[packaged & right]):.0f},"
+        f" unknown {np.median(v1[packaged & ~known]):.0f}"
     )
 
 
