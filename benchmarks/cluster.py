@@ -9,9 +9,10 @@ train photos (N, if fewer). ``throughput`` times the same photos side by side in
 locally (the keypoint branch in two joblib workers, the CNN in this process
 fed by decoding threads), then inside ``joblib.parallel_backend("dask")`` on
 a loopback ``distributed.LocalCluster`` of two single-threaded worker
-processes. ``memory`` fits once and saves the fitted features to a
-temporary file; a fresh driver process per size loads them and runs the
-cluster extraction of N and of 10 N photos (the photos repeated), and
+processes, started as Dask starts them and again without the glibc
+``MALLOC_TRIM_THRESHOLD_`` Dask's nanny sets (docs/cluster.md). ``memory`` fits once and
+saves the fitted features to a temporary file; a fresh driver process per size loads them
+and runs the cluster extraction of N and of 10 N photos (the photos repeated), and
 prints the driver's peak resident memory during that extraction (Linux's
 VmHWM, reset just before it), with and without the features it returns.
 The dataset is expected at ../shared/data/grocery_store (``--root``).
@@ -20,12 +21,14 @@ The dataset is expected at ../shared/data/grocery_store (``--root``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import dask
 import joblib
 import numpy as np
 from distributed import Client, LocalCluster
@@ -37,14 +40,23 @@ import fusionrec
 from fusionrec import FusedFeatures
 
 FIT_PHOTOS = 200
-WARM_UP_PHOTOS = 32
+WARM_UP_PHOTOS = 2 * 32  # a batch of 32 for each of the two workers, so that both warm up
 FITTED = Path(tempfile.gettempdir()) / "fusionrec-benchmark-cluster-features.fusionrec"
 
 
 @contextmanager
-def two_worker_cluster():
-    """Two single-threaded worker processes on loopback, as joblib's active backend."""
+def two_worker_cluster(dask_malloc_trim: bool = True):
+    """Two single-threaded worker processes on loopback, as joblib's active backend.
+
+    ``dask_malloc_trim=False`` starts the workers without the
+    ``MALLOC_TRIM_THRESHOLD_=65536`` that Dask's nanny sets by default
+    (docs/cluster.md: workers).
+    """
+    environment = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    trim = dask.config.get(environment) if dask_malloc_trim else None
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)  # a nanny leaves it in this process's own
     with (
+        dask.config.set({environment: trim}),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -81,14 +93,16 @@ def throughput(root: Path, n_photos: int) -> None:
     features = fitted_features(root, n_photos)
     photos = test_photos(root, n_photos)
     local_seconds, local_rows = timed_transform(features, photos)
-    with two_worker_cluster():
-        cluster_seconds, cluster_rows = timed_transform(features, photos)
     print(f"{n_photos} test photos, default fused features (both branches)")
     print(f"  local, n_jobs=2:                      {n_photos / local_seconds:6.1f} img/s")
-    print(f"  LocalCluster, 2 workers x 1 thread:   {n_photos / cluster_seconds:6.1f} img/s")
-    print(f"  throughput ratio cluster / local:     {local_seconds / cluster_seconds:.2f}x")
-    difference = np.nanmax(np.abs(cluster_rows - local_rows))
-    print(f"  max |difference| cluster vs local:    {difference:.1e}")
+    for dask_malloc_trim, workers in ((True, "Dask's default"), (False, "no malloc trim")):
+        with two_worker_cluster(dask_malloc_trim):
+            cluster_seconds, cluster_rows = timed_transform(features, photos)
+        print(f"  LocalCluster, 2 workers x 1 thread, {workers}:")
+        ratio = local_seconds / cluster_seconds
+        print(f"    {n_photos / cluster_seconds:6.1f} img/s, {ratio:.2f}x local")
+        difference = np.nanmax(np.abs(cluster_rows - local_rows))
+        print(f"    max |difference| from local:    {difference:.1e}")
 
 
 def driver_memory(root: Path, n_photos: int) -> None:

@@ -11,8 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import fusionrec
-from fusionrec import FusedClassifier, ProductIndex
+from fusionrec import CNNEmbedder, FusedClassifier, ProductIndex
 from fusionrec.cli import main
+from fusionrec.deep import FineTuning
 from fusionrec.evaluation import evaluate
 from fusionrec.fusion import RejectsUnknown, threshold_for
 from fusionrec.fusion.rejection import class_groups, known_scores, with_unknown
@@ -175,6 +176,23 @@ def test_without_a_rate_nothing_is_rejected_and_probabilities_do_not_change(
     assert plain.known_threshold_ is None
     assert set(plain.predict(photos)) <= set(plain.classes_)
     np.testing.assert_allclose(plain.predict_proba(photos), rejecting.predict_proba(photos))
+
+
+def test_a_network_fine_tuned_on_the_labels_is_warned_about(open_set):
+    settings = FineTuning(epochs=1, trainable_blocks=1, batch_size=16, validation_fraction=0)
+    tuned = CNNEmbedder("small_cnn", weights=None, fine_tune=settings, random_state=0)
+    photos, names = open_set["train"]
+    model = FusedClassifier("deep", deep=tuned, false_accept_rate=RATE, random_state=0)
+    with pytest.warns(UserWarning, match="fine-tuned on these labels"):
+        model.fit(photos, names)
+
+
+def test_a_frozen_network_is_not_warned_about(open_set, memory, recwarn):
+    photos, names = open_set["train"]
+    FusedClassifier("deep", false_accept_rate=RATE, memory=memory, random_state=0).fit(
+        photos, names
+    )
+    assert not [w for w in recwarn if "fine-tuned" in str(w.message)]
 
 
 def test_late_fusion_rejects_a_held_out_product_too(open_set, memory):

@@ -107,7 +107,9 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
         training photos would still be given a product. ``fit`` learns it by
         leaving groups of products out in turn (see
         :class:`fusionrec.fusion.RejectsUnknown`), which needs at least
-        three products and trains up to five more classifiers.
+        three products and trains up to five more classifiers. With a CNN
+        fine-tuned on the same labels, that threshold lets most unknown
+        photos through, and ``fit`` warns.
     unknown_label : str or int, default="auto"
         What ``predict`` answers for a rejected photo; ``"auto"``: ``-1``
         when the labels are integers, else ``"unknown"``.
