@@ -19,6 +19,7 @@ from fusionrec.search.inverted_file import (
     InvertedFile,
     default_n_lists,
     faiss_available,
+    pq_shape,
     train_centroids,
     training_sample,
 )
@@ -99,6 +100,44 @@ def test_a_compressed_inverted_file_reads_back_as_written(clusters):
     for reader in (inverted, again):
         found = reader.search(queries, 10, 4, items)
         np.testing.assert_array_equal(found[0], inverted.search(queries, 10, 4, items)[0])
+
+
+def faiss_filed(centroids, sample, items):
+    """The "pq" lists as faiss's own ``train`` learns them (in a second array of residuals)."""
+    import faiss
+
+    quantizer = faiss.IndexFlatIP(centroids.shape[1])
+    quantizer.add(centroids)
+    shape = pq_shape(centroids.shape[1], len(sample))
+    index = faiss.IndexIVFPQ(quantizer, *centroids.shape[::-1], *shape, faiss.METRIC_INNER_PRODUCT)
+    index.train(sample)
+    index.add(np.asarray(items, dtype=np.float32))
+    return faiss.serialize_index(index)
+
+
+@needs_faiss
+@pytest.mark.parametrize("copy", [True, False])
+def test_codes_learned_from_residuals_made_in_place_are_faiss_own(clusters, copy):
+    items, _ = clusters
+    n_lists = default_n_lists(len(items))
+    sample = training_sample(items, n_lists, seed=0)
+    centroids = train_centroids(sample, n_lists, seed=0)
+    given = sample.copy()
+    inverted = InvertedFile(centroids, "pq", given, copy=copy)
+    assert np.array_equal(given, sample) == copy  # copy=False: the residuals were made in it
+    inverted.add(items)
+    np.testing.assert_array_equal(inverted.to_bytes(), faiss_filed(centroids, sample, items))
+
+
+@needs_faiss
+def test_more_rows_than_the_codes_learn_from_go_to_faiss_own_training():
+    rows = l2_normalise(np.random.default_rng(1).standard_normal((256 * 256 + 1, 16)))
+    rows = rows.astype(np.float32)
+    centroids = train_centroids(rows[:2000], 4, seed=0)
+    expected = faiss_filed(centroids, rows, rows[:500])  # faiss picks 2^16 of the rows
+    inverted = InvertedFile(centroids, "pq", rows, copy=False)
+    inverted.add(rows[:500])
+    np.testing.assert_array_equal(inverted.to_bytes(), expected)
 
 
 def test_exact_search_over_float16_blocks_equals_float32(clusters, monkeypatch):

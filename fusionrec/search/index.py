@@ -483,7 +483,9 @@ class ProductIndex(NewParameterDefaults, BaseEstimator):
         if getattr(self, "_inverted_file", None) is None:
             pq = self.compression == "pq"
             sample = training_sample(self.vectors_, PQ_CODES, self._seed()) if pq else None
-            self._inverted_file = InvertedFile(self.centroids_, self.compression, sample)
+            inverted = InvertedFile(self.centroids_, self.compression, sample, copy=False)
+            del sample  # its residuals, made in place to learn the codes: freed before filing
+            self._inverted_file = inverted
             self._inverted_file.add(self.vectors_)
         return self._inverted_file
 
