@@ -103,15 +103,24 @@ def grown_to(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
     return index
 
 
+LOOK_ALIKES_AT_ONCE = 2_000  # 20 MiB a float64 temporary at 1,280 features
+
+
 def look_alikes(vectors: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` noisy copies of random rows of ``vectors`` (cosine ~0.8 to them), unit length.
 
     Unlike random unit vectors, these crowd around the real products as a
     large catalogue's look-alikes do, which is what an inverted file must cope with.
+    Made ``LOOK_ALIKES_AT_ONCE`` rows at a time (in float64: the noise's scale is
+    a float64 scalar), which draws the same numbers as making all ``n`` at once.
     """
-    sources = vectors[rng.integers(len(vectors), size=n)]
-    noise = rng.standard_normal(sources.shape, np.float32) * (0.75 / np.sqrt(sources.shape[1]))
-    return l2_normalise(sources + noise).astype(vectors.dtype, copy=False)
+    sources = rng.integers(len(vectors), size=n)
+    made = np.empty((n, vectors.shape[1]), dtype=vectors.dtype)
+    for start in range(0, n, LOOK_ALIKES_AT_ONCE):
+        rows = vectors[sources[start : start + LOOK_ALIKES_AT_ONCE]]
+        noise = rng.standard_normal(rows.shape, np.float32) * (0.75 / np.sqrt(rows.shape[1]))
+        made[start : start + len(rows)] = l2_normalise(rows + noise)
+    return made
 
 
 def grown_with_look_alikes(index: ProductIndex, n_items: int, seed: int = 0) -> ProductIndex:
