@@ -29,7 +29,7 @@ _TRAINING_POINTS_PER_LIST = 256  # k-means learns from at most this many per cen
 _MAX_TRAINING_POINTS = 1 << 16  # and from at most this many in all (320 MiB at 1,280 floats)
 PQ_CODES = 256
 """Codes per sub-quantizer of ``"pq"`` (8 bits); learned from 256 training rows each."""
-_ADDED_AT_ONCE = 8_192  # rows made float32 at once to file them: 40 MiB at 1,280 features
+_ROWS_AT_ONCE = 8_192  # rows made float32 at once (sampled, filed, residuals): 40 MiB at 1,280
 
 COMPRESSIONS = (None, "float16", "pq")
 """How the lists hold the items: whole float32 vectors, float16, or product-quantised codes."""
@@ -85,8 +85,8 @@ def training_sample(vectors: np.ndarray, n_lists: int, seed: int) -> np.ndarray:
     size = min(len(vectors), n_lists * _TRAINING_POINTS_PER_LIST, _MAX_TRAINING_POINTS)
     chosen = np.sort(rng.choice(len(vectors), size, replace=False))
     sample = np.empty((size, vectors.shape[1]), dtype=np.float32)
-    for start in range(0, size, _ADDED_AT_ONCE):
-        sample[start : start + _ADDED_AT_ONCE] = vectors[chosen[start : start + _ADDED_AT_ONCE]]
+    for start in range(0, size, _ROWS_AT_ONCE):
+        sample[start : start + _ROWS_AT_ONCE] = vectors[chosen[start : start + _ROWS_AT_ONCE]]
     return sample
 
 
@@ -134,8 +134,8 @@ def _learn_codes(index, rows: np.ndarray) -> None:
     faiss = _faiss()
     centroids = index.quantizer.reconstruct_n(0, index.nlist)
     nearest = index.quantizer.assign(rows, 1).ravel()
-    for start in range(0, len(rows), _ADDED_AT_ONCE):
-        block = slice(start, start + _ADDED_AT_ONCE)
+    for start in range(0, len(rows), _ROWS_AT_ONCE):
+        block = slice(start, start + _ROWS_AT_ONCE)
         rows[block] -= centroids[nearest[block]]
     index.train_encoder(len(rows), faiss.swig_ptr(rows), faiss.swig_ptr(nearest))
     index.is_trained = True
@@ -232,8 +232,8 @@ class InvertedFile:
 
     def add(self, vectors: np.ndarray) -> None:
         """File new items after the ones already held (their positions continue)."""
-        for start in range(0, len(vectors), _ADDED_AT_ONCE):
-            block = vectors[start : start + _ADDED_AT_ONCE]
+        for start in range(0, len(vectors), _ROWS_AT_ONCE):
+            block = vectors[start : start + _ROWS_AT_ONCE]
             self.index.add(np.ascontiguousarray(block, dtype=np.float32))
 
     def remove(self, positions: np.ndarray) -> None:
