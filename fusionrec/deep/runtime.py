@@ -122,6 +122,12 @@ def quantize_int8(model: bytes, batches: Iterable[np.ndarray]) -> bytes:
     channel (signed), activations per tensor (unsigned), ranges from the
     minima and maxima seen on the calibration batches (prepared photos, as
     the network receives them).
+
+    Weights use 7 of their 8 bits (``reduce_range``): on x86 CPUs without
+    VNNI (AVX2 only), ONNX Runtime multiplies unsigned by signed 8-bit
+    values with an instruction whose 16-bit sums saturate, which took the
+    embeddings of some demo photos to a cosine of 0.76 with float32 ones;
+    with 7-bit weights the lowest was 0.965, at the same speed.
     """
     from onnxruntime import quantization
 
@@ -138,6 +144,7 @@ def quantize_int8(model: bytes, batches: Iterable[np.ndarray]) -> bytes:
                 per_channel=True,
                 activation_type=quantization.QuantType.QUInt8,
                 weight_type=quantization.QuantType.QInt8,
+                reduce_range=True,
             )
         return quantized.read_bytes()
 

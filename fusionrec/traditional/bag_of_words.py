@@ -326,15 +326,18 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     def _transform(self, X: Any, *, described: bool) -> np.ndarray:
         check_is_fitted(self, "codebook_")
         images = non_empty_images(X)
-        rows, failures = [], []
+        rows = np.empty((len(images), self.codebook_.n_features), dtype=np.float32)
+        failures = []
         describer = self._describer(self.n_descriptor_dims_, described=described)
+        filled = 0
         for chunk_rows, chunk_failures in self._over_chunks(
             _encode_chunk, images, "encoding photos", describer, codebook=Shipped(self.codebook_)
         ):
-            rows.append(chunk_rows)
+            rows[filled : filled + len(chunk_rows)] = chunk_rows  # no list of chunks to stack
+            filled += len(chunk_rows)
             failures.extend(chunk_failures)
         report_unreadable(failures, self.on_error)
-        return np.concatenate(rows)
+        return rows
 
     def describe(self, X: Any) -> list[tuple[np.ndarray, np.ndarray] | None]:
         """Keypoint positions and descriptors of each photo, before any vocabulary.
