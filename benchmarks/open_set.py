@@ -75,14 +75,14 @@ def first_per_class(paths: np.ndarray, labels: np.ndarray, count: int | None):
     return paths[kept], labels[kept]
 
 
-def coarse_classes(root: Path) -> tuple[np.ndarray, dict[int, str]]:
-    """Each fine product's coarse class (indexed by fine label), and the coarse classes' names."""
+def coarse_classes(root: Path) -> tuple[np.ndarray, dict[int, str], dict[int, str]]:
+    """Each fine product's coarse class (indexed by fine label); fine and coarse names."""
     with open(root / "classes.csv", newline="") as file:
         rows = list(csv.reader(file))[1:]
     coarse = np.empty(len(rows), dtype=int)
     for row in rows:
         coarse[int(row[1])] = int(row[3])
-    return coarse, {int(row[3]): row[2] for row in rows}
+    return coarse, {int(row[1]): row[0] for row in rows}, {int(row[3]): row[2] for row in rows}
 
 
 def whole_families(coarse: np.ndarray, n_unknown: int, seed: int) -> np.ndarray:
@@ -137,7 +137,10 @@ def measure(
     """The open-set scores of a fitted model on the test photos.
 
     With ``groups`` (name: unknown products), also per group: the same scores
-    with only that group's photos as the unknown ones, under ``"groups"``.
+    with only that group's photos as the unknown ones, under ``"groups"``; and
+    per unknown product, under ``"products"``: the AUROC of the known photos
+    against its photos, the known product its photos are most often named
+    and the share of its photos named so.
     """
     photos, truth = data["test"]
     known = data["known"]
@@ -151,7 +154,21 @@ def measure(
             name: open_scores(scores, right, known, np.isin(truth, products), learned, rate)
             for name, products in groups.items()
         }
+        named = model.classes_[probabilities.argmax(axis=1)]
+        result["products"] = {
+            product: product_scores(scores, known, truth == product, named)
+            for products in groups.values()
+            for product in products
+        }
     return result
+
+
+def product_scores(scores: np.ndarray, known: np.ndarray, own: np.ndarray, named: np.ndarray):
+    """AUROC of the known photos against one unknown product's; its photos' commonest name."""
+    both = known | own
+    names, counts = np.unique(named[own], return_counts=True)
+    auroc = roc_auc_score(known[both], scores[both])
+    return auroc, names[counts.argmax()], counts.max() / own.sum()
 
 
 def open_scores(
@@ -191,7 +208,7 @@ def run(args: argparse.Namespace) -> None:
         f" {backbone} backbone, false_accept_rate={args.rate}; per seed: AUROC, known accuracy"
         " (closed set / at the oracle threshold / at the learned threshold), learned FAR"
     )
-    coarse, family_names = coarse_classes(args.root)
+    coarse, product_names, family_names = coarse_classes(args.root)
     results = {name: [] for name in args.settings}
     for seed in args.seeds:
         data = open_split(args.root, args.unknown, seed, args.per_class, args.holdout)
@@ -224,22 +241,32 @@ def run(args: argparse.Namespace) -> None:
             print(f"  {name:12} {_row(scores)}  ({time.perf_counter() - started:.0f} s)")
             for group, group_scores in scores.get("groups", {}).items():
                 print(f"    {group:15} {_row(group_scores)}")
+                for product in groups[group]:
+                    auroc, named, share = scores["products"][product]
+                    print(
+                        f"      {product_names[product]:38} AUROC {auroc:.3f}, named"
+                        f" {product_names[named]} ({share:.0%})"
+                    )
     print("mean over seeds:")
     for name, rows in results.items():
         print(f"  {name:12} {_row(_mean(rows))}")
         for group in rows[0].get("groups", {}):
-            print(f"    {group:15} {_row(_mean([row['groups'][group] for row in rows]))}")
+            in_every = [row["groups"][group] for row in rows if group in row["groups"]]
+            if len(in_every) == len(rows):
+                print(f"    {group:15} {_row(_mean(in_every))}")
 
 
 def _print_groups(groups: dict[str, np.ndarray], y_test: np.ndarray) -> None:
     for name, products in groups.items():
         photos = int(np.isin(y_test, products).sum())
-        listed = " ".join(str(product) for product in products)
-        print(f"  unknown, {name}: {len(products)} products, {photos} test photos ({listed})")
+        print(f"  unknown, {name}: {len(products)} products, {photos} test photos")
 
 
 def _mean(rows: list[dict]) -> dict:
-    return {key: np.mean([row[key] for row in rows]) for key in rows[0] if key != "groups"}
+    return {key: np.mean([row[key] for row in rows]) for key in rows[0] if key in _ROW_KEYS}
+
+
+_ROW_KEYS = ("auroc", "closed", "oracle", "learned_far", "learned")
 
 
 def _row(scores: dict) -> str:
