@@ -34,7 +34,7 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, current_rss_mib, load_split, peak_memory_in_children
+from common import add_data_arguments, current_rss_mib, load_split, peak_memory_in_children
 
 import fusionrec
 from fusionrec import FusedFeatures
@@ -147,7 +147,7 @@ def memory(root: Path, n_photos: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["throughput", "memory", "driver-memory"])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    add_data_arguments(parser)
     parser.add_argument("-n", "--n-images", type=int, default=1000)
     args = parser.parse_args()
     if args.part == "throughput":

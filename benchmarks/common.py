@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "grocery_store"
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "fusionrec-bench"
+"""Where the benchmarks keep the photos' features between runs (``--cache``)."""
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, cache: bool = False) -> None:
+    """``--root``, the Grocery Store folder, and with ``cache`` the features cache, ``--cache``."""
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    if cache:
+        parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
 
 
 def load_split(root: str | Path = DEFAULT_ROOT, split: str = "train", labels: str = "fine"):

@@ -20,7 +20,7 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, best_of, load_split, peak_memory_in_children, peak_rss_mib
+from common import add_data_arguments, best_of, load_split, peak_memory_in_children, peak_rss_mib
 
 from fusionrec import CNNEmbedder
 
@@ -122,7 +122,7 @@ def accuracy(root: Path, backbones: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["throughput", "memory", "accuracy", "transform-memory"])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    add_data_arguments(parser)
     parser.add_argument("-n", "--n-images", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(

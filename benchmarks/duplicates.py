@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split
+from common import add_data_arguments, load_split
 
 from fusionrec import ProductIndex
 from fusionrec.search.duplicates import (
@@ -98,10 +97,7 @@ def evaluate(groups: list, planted: set, labels: np.ndarray) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
-    )
+    add_data_arguments(parser, cache=True)
     parser.add_argument("-n", "--n-photos", type=int, default=None, help="first N photos only")
     parser.add_argument("--share", type=float, default=0.05, help="share of photos copied")
     parser.add_argument("--seed", type=int, default=0)

@@ -21,7 +21,6 @@ import cProfile
 import csv
 import pstats
 import sys
-import tempfile
 import time
 from io import BytesIO
 from pathlib import Path
@@ -32,7 +31,7 @@ from PIL import Image
 from sklearn.frozen import FrozenEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split
+from common import add_data_arguments, load_split
 
 from fusionrec import FusedClassifier, ProductIndex, explain, explain_match
 
@@ -187,10 +186,7 @@ def write_gallery(summary: str, entries: list[tuple[str, str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["time", "gallery"])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
-    )
+    add_data_arguments(parser, cache=True)
     parser.add_argument("-n", "--n-images", type=int, default=810, help="training photos")
     parser.add_argument("--photos", type=int, default=20, help="time: test photos explained")
     parser.add_argument("--profile", action="store_true", help="time: where the time goes")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, best_of, load_split, peak_rss_mib
+from common import add_data_arguments, best_of, load_split, peak_rss_mib
 
 WIDTH = 1280  # the default CNN's features
 
@@ -137,7 +137,7 @@ def _warm_up() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("part", choices=["formats", "memory", "driver"])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    add_data_arguments(parser)
     parser.add_argument("--rows", type=int, default=1000, help="rows of a shard (formats)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("-n", type=int, default=1000, help="photos (driver)")

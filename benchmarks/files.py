@@ -27,7 +27,7 @@ import joblib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, best_of, current_rss_mib, load_split, peak_rss_mib
+from common import add_data_arguments, best_of, current_rss_mib, load_split, peak_rss_mib
 from search import look_alikes
 
 import fusionrec
@@ -194,10 +194,7 @@ def check_same_answers(model, loaded, queries: np.ndarray) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["open", "sizes", "child"])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
-    )
+    add_data_arguments(parser, cache=True)
     parser.add_argument(
         "--folder",
         type=Path,

@@ -25,7 +25,6 @@ import argparse
 import itertools
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split
+from common import add_data_arguments, load_split
 
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
@@ -206,7 +205,7 @@ def small_images(root: Path, epochs: int, n_threads: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    add_data_arguments(parser, cache=True)
     parser.add_argument("--per-class", type=int, default=None, help="photos per class and split")
     parser.add_argument("--backbone", default="efficientnet_lite0", help="e.g. efficientnet_lite2")
     parser.add_argument("--epochs", type=int, default=10)
@@ -224,9 +223,6 @@ def main() -> None:
     parser.add_argument("--load", type=Path, default=None, help="a saved tuned CNNEmbedder")
     parser.add_argument("--choose", action="store_true", help="compare crops and fusion on val")
     parser.add_argument("--crop-fraction", type=float, default=None, help="crop for --fused")
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
-    )
     arguments = parser.parse_args()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)

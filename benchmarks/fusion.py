@@ -31,7 +31,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split, peak_rss_mib
+from common import add_data_arguments, load_split, peak_rss_mib
 
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
@@ -212,10 +212,7 @@ def choose(root: Path, cache: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["accuracy", "grid", "choose", "memory", "fit-memory"])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
-    )
+    add_data_arguments(parser, cache=True)
     parser.add_argument("-n", "--n-images", type=int, default=600)
     parser.add_argument(
         "--precision", choices=["float32", "int8"], default="float32", help="accuracy: the CNN's"

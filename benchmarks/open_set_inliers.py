@@ -46,7 +46,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT
+from common import add_data_arguments
 from open_set import open_split
 
 from fusionrec import BagOfVisualWords, FusedClassifier
@@ -258,10 +258,7 @@ def print_packaged(test, known, right, packaged) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
-    )
+    add_data_arguments(parser, cache=True)
     parser.add_argument(
         "--pairs",
         type=Path,

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, best_of, load_split
+from common import add_data_arguments, best_of, load_split
 
 from fusionrec import CNNEmbedder
 from fusionrec.features import default_deep, default_traditional
@@ -58,7 +58,7 @@ def rate(repeats: int, function, photos: list[str], reduced: bool) -> tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    add_data_arguments(parser)
     parser.add_argument("-n", "--n-images", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()

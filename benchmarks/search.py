@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, current_rss_mib, load_split, peak_rss_mib
+from common import add_data_arguments, current_rss_mib, load_split, peak_rss_mib
 
 from fusionrec import CNNEmbedder, ProductIndex
 from fusionrec._vectors import l2_normalise
@@ -169,7 +169,12 @@ MILLION_CHUNK = 20_000  # look-alikes made (in float32) at once
 
 def million(args: argparse.Namespace) -> None:
     """Each compression in a fresh process: build time, peak RSS, search latency, recall@10."""
-    folder = Path(tempfile.mkdtemp(prefix="fusionrec-million-"))
+    with tempfile.TemporaryDirectory(prefix="fusionrec-million-") as folder:
+        million_in(Path(folder), args)
+
+
+def million_in(folder: Path, args: argparse.Namespace) -> None:
+    """:func:`million`, its real and query vectors kept in ``folder`` for the children."""
     catalogue, _ = load_split(args.root, "train")
     queries = load_split(args.root, "test")[0][: args.n_queries]
     index = ProductIndex(memory=args.cache, random_state=0).fit(catalogue)
@@ -279,10 +284,7 @@ def latency(root: Path, cache: Path, n_queries: int, deep) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["recall", "latency", "ann", "million", "million-one"])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fusionrec-bench"
-    )
+    add_data_arguments(parser, cache=True)
     parser.add_argument("--split", default="test", choices=["val", "test"])
     parser.add_argument("--depth", type=int, default=20, help="candidates re-ranked per query")
     parser.add_argument("--crop-fraction", type=float, default=None)

@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, load_split
+from common import add_data_arguments, load_split
 from search import grown_with_look_alikes
 
 from fusionrec import ProductIndex
@@ -281,7 +281,7 @@ def report_goals(results: dict, offline: float, n_items: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    add_data_arguments(parser)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per client count")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--batching", nargs="+", choices=list(BATCHING), default=list(BATCHING))

@@ -26,7 +26,7 @@ from joblib import Parallel, delayed
 from sklearn.svm import LinearSVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_ROOT, best_of, load_split, peak_memory_in_children, peak_rss_mib
+from common import add_data_arguments, best_of, load_split, peak_memory_in_children, peak_rss_mib
 
 from fusionrec import BagOfVisualWords
 from fusionrec._allocator import KEEP_FREED_MEMORY as PROGRAM_ALLOCATOR
@@ -305,7 +305,7 @@ def main() -> None:
             *("fit-memory", "colour-passes", "allocator-pass"),
         ],
     )
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    add_data_arguments(parser)
     parser.add_argument("-n", "--n-images", type=int, default=240)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--detector", default="rootsift")
