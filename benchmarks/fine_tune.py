@@ -44,6 +44,7 @@ from fusionrec.deep import FineTuning, build_backbone
 from fusionrec.deep.augmentation import Augmentation
 from fusionrec.deep.training import fine_tune
 from fusionrec.fusion.features import normalise_blocks
+from fusionrec.fusion.few_shot import FEW_SHOT_LATE_WEIGHT
 from fusionrec.images import load_image
 
 SMALL_CLASSES = 10
@@ -121,15 +122,28 @@ def with_crop(tuned: CNNEmbedder, crop_fraction: float | None, photo) -> CNNEmbe
 
 
 def score_fused(tuned: CNNEmbedder, data: dict, crop_fraction: float | None, cache: Path) -> None:
-    """Test accuracy of the frozen tuned network alone and fused early, as FusedClassifier does."""
+    """Test accuracy of the frozen tuned network alone, fused early and fused late.
+
+    Late fusion is scored with the weight it chose on held-out folds of the
+    training photos (which the network was tuned on) and at the few-shot
+    weight, on val and test.
+    """
     deep = FrozenEstimator(with_crop(tuned, crop_fraction, data["train"][0][0]))
-    for branch in ("deep", "fused"):
+    for branch, fusion in (("deep", "early"), ("fused", "early"), ("fused", "late")):
         started = time.perf_counter()
-        model = FusedClassifier(branch, deep=deep, memory=cache, n_jobs=2, random_state=0)
-        score = model.fit(*data["train"]).score(*data["test"])
+        model = FusedClassifier(
+            branch, fusion=fusion, deep=deep, memory=cache, n_jobs=2, random_state=0
+        ).fit(*data["train"])
         print(
-            f"test accuracy, FusedClassifier({branch!r}) with the tuned network at crop "
-            f"{crop_fraction}: {score:.3f} ({time.perf_counter() - started:.0f} s)"
+            f"test accuracy, FusedClassifier({branch!r}, {fusion!r}) with the tuned network at"
+            f" crop {crop_fraction}: {model.score(*data['test']):.3f}"
+            f" ({time.perf_counter() - started:.0f} s)"
+        )
+    for weight in (model.late_weight_, FEW_SHOT_LATE_WEIGHT):
+        model.late_weight_ = weight
+        print(
+            f"  late weight {weight:.2f}: val {model.score(*data['val']):.3f},"
+            f" test {model.score(*data['test']):.3f}"
         )
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fusionrec import BagOfVisualWords, FusedClassifier
+from fusionrec import BagOfVisualWords, CNNEmbedder, FusedClassifier
+from fusionrec.deep import FineTuning
 from fusionrec.fusion import DEFAULT_BLOCK_WEIGHTS
 from fusionrec.fusion.few_shot import (
     FEW_PHOTOS,
@@ -43,6 +44,21 @@ def test_the_late_weight_is_chosen_on_held_out_folds_from_enough_photos_only():
     assert late_weight_choice(HELD_OUT_PHOTOS - 1) == "few-shot"
     assert late_weight_choice(HELD_OUT_PHOTOS) == "held-out"
     assert late_weight_choice(100) == "held-out"
+    assert late_weight_choice(HELD_OUT_PHOTOS, fine_tuned=True) == "fine-tuned"
+    assert late_weight_choice(FEW_PHOTOS - 1, fine_tuned=True) == "fine-tuned"
+    assert late_weight_choice(FEW_PHOTOS, fine_tuned=True) == "held-out"
+    assert late_weight_choice(1, fine_tuned=True) == "few-shot"
+
+
+def test_late_fusion_does_not_choose_its_weight_on_photos_its_network_was_tuned_on(demo):
+    photos, labels = shots(demo, HELD_OUT_PHOTOS)
+    settings = FineTuning(epochs=1, trainable_blocks=1, batch_size=16, validation_fraction=0)
+    tuned = CNNEmbedder("small_cnn", weights=None, fine_tune=settings, random_state=0)
+    model = FusedClassifier(
+        fusion="late", traditional=SMALL_TRADITIONAL, deep=tuned, random_state=0
+    ).fit(photos, labels)
+    assert model.late_weight_choice_ == "fine-tuned"
+    assert model.late_weight_ == FEW_SHOT_LATE_WEIGHT
 
 
 def test_late_fusion_learns_from_one_photo_per_product(demo, memory):

@@ -27,6 +27,7 @@ from .features import (
     FUSED_CONSTRAINTS,
     check_block_weights,
     features_for,
+    tunes_its_network,
     upgraded_branches,
 )
 from .few_shot import (
@@ -127,13 +128,17 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
         The block lengths used, ``block_weights`` or what ``"auto"`` chose.
     late_weight_ : float
         Weight of the traditional branch's log-probabilities (late fusion only).
-    late_weight_choice_ : {"held-out", "few-shot"}
+    late_weight_choice_ : {"held-out", "few-shot", "fine-tuned"}
         How ``late_weight_`` was set (late fusion only): chosen on held-out
         folds of the training photos when every product has at least
         ``fusionrec.fusion.few_shot.HELD_OUT_PHOTOS`` (5) photos; otherwise
-        the weight measured best for products known from 1 to 4 photos
-        (``FEW_SHOT_LATE_WEIGHT``, 0.7), since folds cannot hold out the only
-        photo of a product and are noisy with a few.
+        (``"few-shot"``) the weight measured best for products known from 1
+        to 4 photos (``FEW_SHOT_LATE_WEIGHT``, 0.7), since folds cannot hold
+        out the only photo of a product and are noisy with a few. The same
+        weight (``"fine-tuned"``) when ``deep`` fine-tunes its network in
+        ``fit`` and some product has fewer than ``FEW_PHOTOS`` (15) photos:
+        the network has learned the held-out folds' photos, and a weight
+        chosen on them undervalued the keypoints there.
     dropped_indices_ : ndarray
         Positions of training photos dropped by ``on_error``.
     known_threshold_ : float or None
@@ -290,17 +295,21 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
         """One classifier per branch; the weight of their log-probabilities from held-out folds.
 
         With fewer than ``HELD_OUT_PHOTOS`` photos of some product, too few to
-        hold any out reliably, the weight is ``FEW_SHOT_LATE_WEIGHT`` instead.
+        hold any out reliably, or with fewer than ``FEW_PHOTOS`` and a CNN
+        fine-tuned on these photos, which has seen the folds, the weight is
+        ``FEW_SHOT_LATE_WEIGHT`` instead.
         """
         smallest = int(np.bincount(target).min())
-        self.late_weight_choice_ = late_weight_choice(smallest)
+        self.late_weight_choice_ = late_weight_choice(
+            smallest, fine_tuned=tunes_its_network(self.features_)
+        )
+        self.classifiers_ = self._fitted_classifiers(inputs, target)
+        if self.late_weight_choice_ != "held-out":
+            self.late_weight_ = FEW_SHOT_LATE_WEIGHT
+            return
         folds = StratifiedKFold(
             n_splits=max(2, min(5, smallest)), shuffle=True, random_state=self.random_state
         )
-        self.classifiers_ = self._fitted_classifiers(inputs, target)
-        if self.late_weight_choice_ == "few-shot":
-            self.late_weight_ = FEW_SHOT_LATE_WEIGHT
-            return
         held_out = {
             name: _held_out_probabilities(
                 self._new_classifier(probabilities=True), rows, target, folds, self.n_jobs

@@ -244,6 +244,25 @@ def features_for(estimator: Any) -> FusedFeatures:
     )
 
 
+def tunes_its_network(features: Any) -> bool:
+    """Whether fitting ``features`` fine-tunes its CNN on the labels it is given.
+
+    Such a network learns every training photo, so photos held out of the
+    training set afterwards are not new to it. ``features`` without a ``deep``
+    parameter (a stand-in extractor) tunes nothing.
+
+    Examples
+    --------
+    >>> from fusionrec import CNNEmbedder
+    >>> from fusionrec.deep import FineTuning
+    >>> tunes_its_network(FusedFeatures()), tunes_its_network(
+    ...     FusedFeatures(deep=CNNEmbedder(fine_tune=FineTuning()))
+    ... )
+    (False, True)
+    """
+    return getattr(getattr(features, "deep", None), "fine_tune", None) is not None
+
+
 def upgraded_branches(state: dict) -> dict:
     """An estimator's pickled state from before :class:`FusedFeatures` held its branches.
 

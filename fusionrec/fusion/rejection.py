@@ -51,6 +51,7 @@ from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
 from .._validation import IS_NONE, InstanceOf, Real
+from .features import tunes_its_network
 
 TUNED_ON_STAND_INS = (
     "false_accept_rate with a CNN fine-tuned on these labels: the products left out to stand in"
@@ -125,8 +126,7 @@ class RejectsUnknown:
             self.known_threshold_ = self.unknown_label_ = None
             return
         self.unknown_label_ = resolved_unknown_label(self.unknown_label, self.classes_)
-        deep = getattr(getattr(self, "features_", None), "deep", None)
-        if getattr(deep, "fine_tune", None) is not None:
+        if tunes_its_network(getattr(self, "features_", None)):
             warnings.warn(TUNED_ON_STAND_INS, UserWarning, stacklevel=3)
         stand_ins = self._stand_in_unknown_scores(blocks, target)
         self.known_threshold_ = threshold_for(stand_ins, self.false_accept_rate)
