@@ -14,6 +14,7 @@ import fusionrec
 
 ROOT = Path(fusionrec.__file__).parent
 LAYERS = {
+    "_allocator": 0,
     "_choices": 0,
     "_parallel": 0,
     "_pickling": 0,
