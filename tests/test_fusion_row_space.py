@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from fusionrec.fusion.row_space import fit_in_row_space, row_space_basis, solves_in_row_space
+from fusionrec.fusion.row_space import fit_in_row_space, row_space, solves_in_row_space
 
 
 @pytest.fixture
@@ -30,7 +30,8 @@ def widths_seen(monkeypatch):
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
-def test_the_row_space_fit_is_the_plain_fit(wide, widths_seen, n_classes):
+def test_the_row_space_fit_is_the_plain_fit(wide, widths_seen, n_classes, monkeypatch):
+    monkeypatch.setattr("fusionrec.fusion.row_space._COLUMNS_AT_ONCE", 256)  # 3 and a part
     features, target, new = wide
     target = target % n_classes
     plain = LogisticRegression(C=10, tol=1e-10, max_iter=5000).fit(features, target)
@@ -42,13 +43,16 @@ def test_the_row_space_fit_is_the_plain_fit(wide, widths_seen, n_classes):
     np.testing.assert_allclose(narrow.predict_proba(new), plain.predict_proba(new), atol=1e-4)
 
 
-def test_the_basis_is_orthonormal_and_spans_the_rows(wide):
-    features = wide[0][:10]
+def test_the_coordinates_are_those_in_an_orthonormal_basis_of_the_rows(wide):
+    features = wide[0][:10].astype(np.float32)
     features[9] = features[0] + features[1]  # rank 9
-    basis = row_space_basis(features)
-    assert basis.shape == (900, 9)
+    coordinates, to_rows = row_space(features)
+    assert coordinates.shape == (10, 9)
+    assert to_rows.shape == (9, 10)
+    basis = (to_rows @ features).T
     np.testing.assert_allclose(basis.T @ basis, np.eye(9), atol=1e-8)
-    np.testing.assert_allclose(features @ basis @ basis.T, features, atol=1e-5)
+    np.testing.assert_allclose(coordinates @ basis.T, features, atol=1e-5)
+    np.testing.assert_allclose(features @ basis, coordinates, atol=1e-5)
 
 
 @pytest.mark.parametrize(
