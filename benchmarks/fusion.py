@@ -6,6 +6,7 @@
     python benchmarks/fusion.py grid -n 300 --profile  # the same, and where its time goes
     python benchmarks/fusion.py choose     # the val-split comparisons behind the defaults
     python benchmarks/fusion.py memory     # peak RSS of a cached fit on 600 and 2,640 photos
+    python benchmarks/fusion.py memory --solver lbfgs  # the same with scikit-learn's solver
     python benchmarks/fusion.py fit-memory -n 600 --first-fit  # one of those fits
 
 Defaults throughout: RootSIFT Fisher vectors (64 words, PCA 64) and frozen
@@ -36,6 +37,7 @@ from common import add_data_arguments, load_split, peak_rss_mib
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
 from fusionrec.features import Branch, default_deep, default_traditional
+from fusionrec.fusion.classifier import default_classifier
 from fusionrec.fusion.features import normalise_blocks
 
 SETTINGS = [("traditional", "early"), ("deep", "early"), ("fused", "early"), ("fused", "late")]
@@ -78,20 +80,24 @@ def accuracy(root: Path, cache: Path, precision: str = "float32") -> None:
         print(f"  {'':14} test by group: {by_group(root, test, predicted == y_test)}")
 
 
-def memory(root: Path, cache: Path) -> None:
-    print("FusedClassifier(memory=cache, n_jobs=2) fit on training photos, peak RSS of the process")
+def memory(root: Path, cache: Path, solver: str) -> None:
+    print(
+        f"FusedClassifier(memory=cache, n_jobs=2) fit on training photos, {solver}, "
+        "peak RSS of the process"
+    )
     for first_fit in (False, True):
         for size in (600, 2640):
             command = [sys.executable, __file__, "fit-memory", "--root", str(root), "-n", str(size)]
-            command += ["--cache", str(cache), *(["--first-fit"] if first_fit else [])]
+            command += ["--cache", str(cache), "--solver", solver]
+            command += ["--first-fit"] if first_fit else []
             subprocess.run(command, check=True)
 
 
-def fit_peak_memory(root: Path, n_images: int, cache: Path, first_fit: bool) -> None:
+def fit_peak_memory(root: Path, n_images: int, cache: Path, first_fit: bool, solver: str) -> None:
     """One cached fit, its descriptions and embeddings read from ``cache``.
 
-    Its classifier is always trained: an unseeded one is never cached (lbfgs
-    draws nothing at random, so it is the default fit). ``first_fit``: the
+    Its classifier is always trained: an unseeded one is never cached (its
+    solver draws nothing at random, so it is the default fit). ``first_fit``: the
     keypoint vocabulary is learned and the photos encoded from their cached
     descriptions (unseeded, so neither is cached), as on a first fit on these
     photos; otherwise both come from the cache, as on a refit.
@@ -100,7 +106,7 @@ def fit_peak_memory(root: Path, n_images: int, cache: Path, first_fit: bool) -> 
     chosen = np.random.default_rng(0).permutation(len(train))[:n_images]
     model = FusedClassifier(
         traditional=default_traditional(2, None) if first_fit else None,
-        classifier=LogisticRegression(C=10.0, max_iter=3000),
+        classifier=default_classifier().set_params(solver=solver),
         memory=cache,
         n_jobs=2,
         random_state=0,
@@ -221,15 +227,21 @@ def main() -> None:
     parser.add_argument(
         "--first-fit", action="store_true", help="fit-memory: learn the vocabulary and encode"
     )
+    parser.add_argument(
+        "--solver",
+        choices=["newton-cg", "lbfgs"],
+        default="newton-cg",
+        help="memory, fit-memory: the logistic regression's (newton-cg is the default's)",
+    )
     args = parser.parse_args()
     if args.part == "accuracy":
         accuracy(args.root, args.cache, args.precision)
     elif args.part == "choose":
         choose(args.root, args.cache)
     elif args.part == "memory":
-        memory(args.root, args.cache)
+        memory(args.root, args.cache, args.solver)
     elif args.part == "fit-memory":
-        fit_peak_memory(args.root, args.n_images, args.cache, args.first_fit)
+        fit_peak_memory(args.root, args.n_images, args.cache, args.first_fit, args.solver)
     else:
         grid(args.root, args.n_images, args.profile)
 
