@@ -73,3 +73,15 @@ def test_a_new_detector_revision_learns_a_new_vocabulary(photos, tmp_path, monke
     second = Branch(extractor(), tmp_path)
     second.fit_transform(photos)
     assert second.vocabulary_key != first.vocabulary_key
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_transform_writes_into_the_columns_it_is_given(photos, tmp_path, cached):
+    branch = Branch(extractor(), tmp_path if cached else None).fit(photos)
+    expected = branch.transform(photos)
+    width = expected.shape[1]
+    wider = np.full((len(photos), width + 3), -1.0, np.float32)
+    written = branch.transform(photos, out=wider[:, 1 : width + 1])
+    assert np.shares_memory(written, wider)
+    np.testing.assert_array_equal(wider[:, 1 : width + 1], expected)
+    np.testing.assert_array_equal(wider[:, [0, width + 1, width + 2]], -1.0)

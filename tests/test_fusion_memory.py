@@ -1,13 +1,18 @@
-"""Fusion without copies: blocks fused once, a chunk of rows at a time, into one float32 array."""
+"""Fusion without copies: features written once, a chunk of rows at a time, into float32 rows."""
 
 import tracemalloc
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 
 from fusionrec import BagOfVisualWords, FusedClassifier, FusedFeatures
 from fusionrec._vectors import l2_normalise
+from fusionrec.features import branch as branch_module
+from fusionrec.fusion import classifier as classifier_module
+from fusionrec.fusion import features as features_module
 from fusionrec.fusion.features import ROWS_AT_ONCE, normalise_blocks
+from fusionrec.fusion.fitting import fit_cached
 
 SMALL_TRADITIONAL = BagOfVisualWords(
     "rootsift", n_words=16, encoding="vlad", max_side=160, random_state=0
@@ -56,13 +61,34 @@ def test_normalise_blocks_names_blocks_of_different_lengths():
         normalise_blocks([np.ones((2, 4)), np.ones((3, 4))], (1.0, 1.0))
 
 
-@pytest.mark.parametrize(
-    ("params", "fused_per_fit"),
-    [({}, 1), ({"false_accept_rate": 0.1}, 1), ({"fusion": "late"}, 2)],
-)
-def test_a_fit_fuses_the_branches_blocks_once_without_copying_them(
-    demo, tmp_path, monkeypatch, params, fused_per_fit
-):
+@pytest.mark.parametrize("params", [{}, {"false_accept_rate": 0.1}])
+def test_an_early_fit_trains_on_the_rows_the_branches_wrote(demo, tmp_path, monkeypatch, params):
+    fused_rows, trained_on = [], []
+    fit_transform = FusedFeatures.fit_transform
+
+    def recording_fit_transform(self, X, y=None):
+        fused_rows.append(fit_transform(self, X, y))
+        return fused_rows[-1]
+
+    def refused(*args, **kwargs):
+        raise AssertionError("an early fit holds no block of its own")
+
+    def recording_fit_cached(classifier, features, target, location):
+        trained_on.append(features)
+        return fit_cached(classifier, features, target, location)
+
+    monkeypatch.setattr(FusedFeatures, "fit_transform", recording_fit_transform)
+    monkeypatch.setattr(FusedFeatures, "fit_blocks", refused)
+    monkeypatch.setattr(FusedFeatures, "fuse", refused)
+    monkeypatch.setattr(classifier_module, "fit_cached", recording_fit_cached)
+    photos, labels = demo.data[::2], demo.target[::2]
+    model = FusedClassifier(traditional=SMALL_TRADITIONAL, memory=tmp_path, random_state=0)
+    model.set_params(**params).fit(photos, labels)
+    assert len(fused_rows) == 1  # the reject option's classifiers train on rows of the same
+    assert np.shares_memory(trained_on[0], fused_rows[0])  # the classifier, on the rows as written
+
+
+def test_a_late_fit_fuses_each_block_once_without_copying_it(demo, tmp_path, monkeypatch):
     extracted, fused_from = [], []
     fit_blocks, fuse = FusedFeatures.fit_blocks, FusedFeatures.fuse
 
@@ -77,9 +103,46 @@ def test_a_fit_fuses_the_branches_blocks_once_without_copying_them(
     monkeypatch.setattr(FusedFeatures, "fit_blocks", recording_fit_blocks)
     monkeypatch.setattr(FusedFeatures, "fuse", recording_fuse)
     photos, labels = demo.data[::2], demo.target[::2]
-    model = FusedClassifier(traditional=SMALL_TRADITIONAL, memory=tmp_path, random_state=0)
-    model.set_params(**params).fit(photos, labels)
-    assert len(fused_from) == fused_per_fit  # rejection and late fusion's folds reuse the rows
+    model = FusedClassifier(
+        traditional=SMALL_TRADITIONAL, fusion="late", memory=tmp_path, random_state=0
+    )
+    model.fit(photos, labels)
+    assert len(fused_from) == 2  # one per branch; the folds reuse the rows
     for blocks in fused_from:
         for name, block in blocks.items():
             assert block is extracted[0][name]  # no photo dropped: the blocks as extracted
+
+
+def test_a_photo_dropped_mid_fit_leaves_the_fit_of_the_others(demo, tmp_path):
+    photos, labels = list(demo.data[::3]), list(demo.target[::3])
+    model = FusedClassifier(traditional=SMALL_TRADITIONAL, memory=tmp_path, random_state=0)
+    reference = clone(model).fit(photos, labels)
+    middle = len(photos) // 2
+    with_missing = [*photos[:middle], "missing.jpg", *photos[middle:]]
+    with_label = [*labels[:middle], labels[0], *labels[middle:]]
+    skipping = clone(model).set_params(on_error="skip").fit(with_missing, with_label)
+    assert skipping.dropped_indices_.tolist() == [middle]
+    np.testing.assert_array_equal(
+        skipping.classifiers_["fused"].coef_, reference.classifiers_["fused"].coef_
+    )
+
+
+def test_transform_writes_each_branch_into_the_fused_rows_a_chunk_at_a_time(
+    demo, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(branch_module, "PHOTOS_AT_ONCE", 8)
+    monkeypatch.setattr(features_module, "ROWS_AT_ONCE", 8)
+    photos = demo.data
+    features = FusedFeatures(SMALL_TRADITIONAL, memory=tmp_path).fit(photos)
+    blocks = features.transform_blocks(photos)  # every photo's features now cached
+    tracemalloc.start()
+    try:
+        rows = features.transform(photos)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(rows, features.fuse(blocks))
+    widest = max(block.nbytes for block in blocks.values())
+    narrowest = min(block.nbytes for block in blocks.values())
+    assert narrowest > widest / 2  # so holding either block beside the rows breaks the bound:
+    assert peak <= rows.nbytes + widest / 2

@@ -98,31 +98,45 @@ class Branch:
     def _describes(self) -> bool:
         return self.location is not None and isinstance(self.extractor, DescribesPhotos)
 
-    def fit_transform(self, images: Sequence, y: Any = None) -> np.ndarray:
-        """Fit the extractor (``y`` reaches it, for a fine-tuned CNN) and extract."""
+    def fit(self, images: Sequence, y: Any = None) -> Branch:
+        """Fit the extractor (``y`` reaches it, for a fine-tuned CNN); a frozen one is kept."""
         if self.frozen:
             self.fitted_ = self.extractor
-            return self.transform(images)
-        if self.location is None:
-            self.fitted_ = clone(self.extractor)
-            return self.fitted_.fit(images, y).transform(images)
-        if self._describes():
-            keys = [content_key(image) for image in images]
-            self.fitted_ = self._vocabulary(images, keys)
-            return self._encode(images, keys)
-        self.fitted_ = clone(self.extractor).fit(images, y)
-        return self._output(images)
+        elif self._describes():
+            self.fitted_ = self._vocabulary(images, [content_key(image) for image in images])
+        else:
+            self.fitted_ = clone(self.extractor).fit(images, y)
+        return self
 
-    def transform(self, images: Sequence, on_error: str | None = None) -> np.ndarray:
-        """Features of ``images``; ``on_error`` overrides the policy given at fit."""
+    def fit_transform(
+        self, images: Sequence, y: Any = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Fit the extractor and extract: :meth:`fit`, then :meth:`transform`."""
+        return self.fit(images, y).transform(images, out=out)
+
+    def transform(
+        self, images: Sequence, on_error: str | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Features of ``images``; ``on_error`` overrides the policy given at fit.
+
+        ``out``: a ``(len(images), n_features_out_)`` float32 array (columns of
+        a larger one, say) that receives the features and is returned. A
+        cached branch writes it a chunk of photos at a time, so no other array
+        of every photo's features is made; without a cache the extractor's
+        output is copied into it.
+        """
         if on_error is not None:
             self.extractor.set_params(on_error=on_error)
             self.fitted_.set_params(on_error=on_error)
         if self.location is None:
-            return self.fitted_.transform(images)
+            return _written(self.fitted_.transform(images), out)
+        if out is None:
+            out = np.empty((len(images), self.fitted_.n_features_out_), np.float32)
         if self._describes():
-            return self._encode(images, [content_key(image) for image in images])
-        return self._output(images)
+            self._encode(images, [content_key(image) for image in images], out)
+        else:
+            self._output(images, out)
+        return out
 
     def _vocabulary(self, images: Sequence, keys: list[str | None]) -> Any:
         """The vocabulary learned from the described photos, from the cache when it is there.
@@ -180,23 +194,20 @@ class Branch:
         )
         return [None if rows is None else (rows[:, :2], rows[:, 2:]) for rows in packed]
 
-    def _encode(self, images: Sequence, keys: list[str | None]) -> np.ndarray:
-        """Each photo's encoding; against a cached vocabulary, each is encoded once.
+    def _encode(self, images: Sequence, keys: list[str | None], out: np.ndarray) -> None:
+        """Write each photo's encoding into ``out``; against a cached vocabulary, each is
+        encoded once.
 
-        Descriptors are read only for the photos whose encoding is not cached.
-        The encodings go into one float32 array a chunk of photos at a time, so
-        no list of every photo's row is held beside it.
+        Descriptors are read only for the photos whose encoding is not cached,
+        and the encodings are written a chunk of photos at a time.
         """
         cache = None
         if self.vocabulary_key is not None:
             cache = FeatureCache(self.location, f"encode-{self.vocabulary_key}")
         photos = list(zip(images, keys, strict=True))
-        width = self.fitted_.n_features_out_
-        encoded = np.empty((len(photos), width), np.float32)
         for chunk in _chunks(len(photos)):
             rows = cached_per_photo(photos[chunk], self._encode_described, cache, keys[chunk])
-            encoded[chunk] = _stacked(rows, width)
-        return encoded
+            out[chunk] = _stacked(rows, out.shape[1])
 
     def _encode_described(self, photos_and_keys: list) -> list[np.ndarray | None]:
         images = [image for image, _ in photos_and_keys]
@@ -205,15 +216,19 @@ class Branch:
         encoded = iter(self.fitted_.encode_described(readable) if readable else [])
         return [None if pair is None else next(encoded) for pair in pairs]
 
-    def _output(self, images: Sequence) -> np.ndarray:
-        """Each photo's features from the fitted extractor, cached under its ``feature_key``."""
+    def _output(self, images: Sequence, out: np.ndarray) -> None:
+        """Write each photo's features from the fitted extractor into ``out``, a chunk of
+        photos at a time; each is cached under the extractor's ``feature_key``."""
         extractor = self.fitted_
-        rows = cached_per_photo(
-            images,
-            lambda photos: [_none_if_dropped(row) for row in extractor.transform(photos)],
-            FeatureCache(self.location, folder_name(extractor.feature_key())),
-        )
-        return _stacked(rows, extractor.n_features_out_)
+        cache = FeatureCache(self.location, folder_name(extractor.feature_key()))
+        photos = list(images)
+        for chunk in _chunks(len(photos)):
+            rows = cached_per_photo(
+                photos[chunk],
+                lambda photos: [_none_if_dropped(row) for row in extractor.transform(photos)],
+                cache,
+            )
+            out[chunk] = _stacked(rows, out.shape[1])
 
 
 class CachedDescriptions(Sequence):
@@ -248,6 +263,14 @@ def _chunks(length: int) -> Iterator[slice]:
 def _stacked(rows: list[np.ndarray | None], width: int) -> np.ndarray:
     """One row per photo; a NaN row for each dropped one."""
     return np.stack([np.full(width, np.nan, np.float32) if row is None else row for row in rows])
+
+
+def _written(features: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``features``, copied into ``out`` when it is given."""
+    if out is None:
+        return features
+    out[...] = features
+    return out
 
 
 def _none_if_dropped(row: np.ndarray) -> np.ndarray | None:

@@ -25,6 +25,7 @@ from ..images import non_empty_images
 from ..traditional import BagOfVisualWords
 from .features import (
     FUSED_CONSTRAINTS,
+    ROWS_AT_ONCE,
     check_block_weights,
     features_for,
     tunes_its_network,
@@ -255,13 +256,18 @@ class FusedClassifier(RejectsUnknown, NewParameterDefaults, ClassifierMixin, Bas
     def _training_inputs(self, images: list, labels: np.ndarray) -> tuple[dict, np.ndarray]:
         """Fit the branches; what the classifiers train on, and the photos dropped.
 
-        The branches' blocks are fused once, here, and released: every
-        classifier the fit trains (late fusion's folds and the reject
-        option's too) trains on rows of these inputs.
+        The features are fused once, here: every classifier the fit trains
+        (late fusion's folds and the reject option's too) trains on rows of
+        these inputs. Early fusion's branches write their features straight
+        into the fused rows, so no block is held beside them.
         """
-        blocks = self.features_.fit_blocks(images, labels)
-        dropped = _dropped_rows(blocks)
-        return self._classifier_inputs(_kept_rows(blocks, dropped)), dropped
+        if self._is_late():
+            blocks = self.features_.fit_blocks(images, labels)
+            dropped = _dropped_rows(blocks)
+            return self._classifier_inputs(_kept_rows(blocks, dropped)), dropped
+        fused = self.features_.fit_transform(images, labels)
+        dropped = self.features_.dropped_rows(fused)
+        return {"fused": _without_rows(fused, dropped)}, dropped
 
     def _classifier_inputs(self, blocks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each classifier's input rows: the fused blocks, or each block alone in late fusion.
@@ -425,6 +431,22 @@ def _kept_rows(blocks: Mapping[str, np.ndarray], dropped: np.ndarray) -> Mapping
     if not dropped.any():
         return blocks
     return {name: block[~dropped] for name, block in blocks.items()}
+
+
+def _without_rows(rows: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+    """``rows`` without the ``dropped`` ones, moved up in place: no copy of ``rows`` is made.
+
+    Examples
+    --------
+    >>> _without_rows(np.arange(8.0).reshape(4, 2), np.array([True, False, True, False]))
+    array([[2., 3.],
+           [6., 7.]])
+    """
+    kept = np.flatnonzero(~dropped)
+    for first in range(0, len(kept), ROWS_AT_ONCE):
+        moved = kept[first : first + ROWS_AT_ONCE]
+        rows[first : first + len(moved)] = rows[moved]
+    return rows[: len(kept)]
 
 
 def _held_out_probabilities(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,19 @@ ROWS_AT_ONCE = 256
 """Rows normalised at a time when blocks are fused: the temporaries stay a few MiB."""
 
 
+def normalise_into(block: np.ndarray, weight: float, out: np.ndarray) -> None:
+    """Write ``block``'s rows, L2-normalised and scaled by ``weight``, into ``out``.
+
+    :data:`ROWS_AT_ONCE` rows at a time (each row is normalised on its own,
+    so the values are those of normalising the whole block at once);
+    ``block`` may be ``out`` itself.
+    """
+    for first in range(0, len(block), ROWS_AT_ONCE):
+        rows = slice(first, first + ROWS_AT_ONCE)
+        normalised = l2_normalise(block[rows].astype(np.float32, copy=False))
+        np.multiply(normalised, weight, out=out[rows])
+
+
 def normalise_blocks(blocks: list[np.ndarray], weights: list[float] | tuple) -> np.ndarray:
     """L2-normalise each block's rows, scale block ``i`` by ``weights[i]``, concatenate.
 
@@ -49,9 +63,7 @@ def normalise_blocks(blocks: list[np.ndarray], weights: list[float] | tuple) -> 
     or the reverse. All-NaN rows (dropped photos) stay NaN; zero rows stay zero.
 
     The result, float32, is the only array as large as the blocks that this
-    allocates: each block is written into its columns :data:`ROWS_AT_ONCE`
-    rows at a time (each row is normalised on its own, so the values are
-    those of normalising the whole block at once).
+    allocates: each block is written into its columns with :func:`normalise_into`.
     """
     blocks = [np.asarray(block) for block in blocks]
     n_rows = {len(block) for block in blocks}
@@ -61,10 +73,7 @@ def normalise_blocks(blocks: list[np.ndarray], weights: list[float] | tuple) -> 
     start = 0
     for block, weight in zip(blocks, weights, strict=True):
         columns = slice(start, start + block.shape[1])
-        for first in range(0, len(block), ROWS_AT_ONCE):
-            rows = slice(first, first + ROWS_AT_ONCE)
-            normalised = l2_normalise(block[rows].astype(np.float32, copy=False))
-            np.multiply(normalised, weight, out=fused[rows, columns])
+        normalise_into(block, weight, fused[:, columns])
         start = columns.stop
     return fused
 
@@ -148,16 +157,22 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> FusedFeatures:
         """Fit the branches on the photos (``y`` reaches a fine-tuned deep branch)."""
-        self.fit_blocks(X, y)
+        self._fit_branches(X, y)
         return self
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit the branches and return the fused features of the same photos."""
-        return self.fuse(self.fit_blocks(X, y))
+        return self._fused_rows(self._fit_branches(X, y), None)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Fused features: ``(n_images, n_features_out_)`` float32, NaN rows for dropped photos."""
-        return self.fuse(self.transform_blocks(X))
+        """Fused features: ``(n_images, n_features_out_)`` float32, NaN rows for dropped photos.
+
+        Each branch writes its block's columns of the result as it extracts
+        them (with ``memory``, a chunk of photos at a time), so no block is
+        held beside the fused rows.
+        """
+        check_is_fitted(self, "branches_")
+        return self._fused_rows(non_empty_images(X), None)
 
     def fit_blocks(self, X: Any, y: Any = None) -> dict[str, np.ndarray]:
         """Fit the branches and return each one's features of the photos, before fusion.
@@ -168,14 +183,60 @@ class FusedFeatures(TransformerMixin, BaseEstimator):
             Per branch name, ``(n_images, width)`` features as the extractor
             gives them; all-NaN rows for dropped photos.
         """
+        images = self._fit_branches(X, y)
+        return {name: branch.transform(images) for name, branch in self.branches_.items()}
+
+    def _fit_branches(self, X: Any, y: Any) -> Sequence:
+        """Check the parameters, fit the branches on the photos; the photos."""
         validate_params(self, self._parameter_rules)
         check_block_weights(self.block_weights)
         images = non_empty_images(X)
         names = BRANCH_NAMES if self.branch == "fused" else (self.branch,)
-        self.branches_ = make_branches(self, names)
-        blocks = {name: branch.fit_transform(images, y) for name, branch in self.branches_.items()}
-        self.n_features_out_ = sum(block.shape[1] for block in blocks.values())
-        return blocks
+        self.branches_ = {
+            name: branch.fit(images, y) for name, branch in make_branches(self, names).items()
+        }
+        self.n_features_out_ = sum(
+            branch.fitted_.n_features_out_ for branch in self.branches_.values()
+        )
+        return images
+
+    def _fused_rows(self, images: Sequence, on_error: str | None) -> np.ndarray:
+        """The photos' fused rows, each branch's features written into its block's columns."""
+        fused = np.empty((len(images), self.n_features_out_), np.float32)
+        weights = self.block_lengths(len(self.branches_))
+        for branch, columns, weight in zip(
+            self.branches_.values(), self._block_columns(), weights, strict=True
+        ):
+            block = branch.transform(images, on_error, out=fused[:, columns])
+            normalise_into(block, weight, block)
+        return fused
+
+    def _block_columns(self) -> list[slice]:
+        """Each branch's columns in a fused row, in the order of ``branches_``."""
+        widths = [branch.fitted_.n_features_out_ for branch in self.branches_.values()]
+        ends = accumulate(widths)
+        return [slice(end - width, end) for end, width in zip(ends, widths, strict=True)]
+
+    def dropped_rows(self, fused: np.ndarray) -> np.ndarray:
+        """Whether each fused row is of a photo that a branch dropped (its block all NaN).
+
+        Examples
+        --------
+        >>> from fusionrec import BagOfVisualWords
+        >>> from fusionrec.datasets import load_demo_products
+        >>> fused = FusedFeatures(BagOfVisualWords(n_words=8, random_state=0))
+        >>> rows = fused.fit_transform(load_demo_products().data[:3])
+        >>> rows[1, :8] = np.nan
+        >>> fused.dropped_rows(rows)
+        array([False,  True, False])
+        """
+        check_is_fitted(self, "branches_")
+        dropped = np.zeros(len(fused), bool)
+        for first in range(0, len(fused), ROWS_AT_ONCE):
+            rows = slice(first, first + ROWS_AT_ONCE)
+            for columns in self._block_columns():
+                dropped[rows] |= np.isnan(fused[rows, columns]).all(axis=1)
+        return dropped
 
     def transform_blocks(self, X: Any, on_error: str | None = None) -> dict[str, np.ndarray]:
         """Each fitted branch's features of the photos, before fusion.
