@@ -47,11 +47,16 @@ def best_of(repeats: int, function, *args):
     return min(timings), result
 
 
+def child_command(script: str, part: str, root: Path, n_images: int, *more: object) -> list[str]:
+    """The command running ``script part --root ROOT -n N_IMAGES *more`` in a fresh Python."""
+    command = [sys.executable, script, part, "--root", str(root), "-n", str(n_images)]
+    return command + [str(argument) for argument in more]
+
+
 def peak_memory_in_children(script: str, part: str, root: Path, sizes: tuple[int, ...]) -> None:
     """Run ``script part -n SIZE`` in a fresh process per size, so each peak RSS is its own."""
     for size in sizes:
-        command = [sys.executable, script, part, "--root", str(root), "-n", str(size)]
-        subprocess.run(command, check=True)
+        subprocess.run(child_command(script, part, root, size), check=True)
 
 
 def current_rss_mib() -> float:

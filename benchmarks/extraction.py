@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_data_arguments, best_of, load_split, peak_rss_mib
+from common import add_data_arguments, best_of, child_command, load_split, peak_rss_mib
 
 WIDTH = 1280  # the default CNN's features
 
@@ -84,9 +84,8 @@ def memory(root: Path, sizes: list[int], workers: int, photos_per_shard: int) ->
         f" {photos_per_shard} photos a shard, default deep features"
     )
     for size in sizes:
-        command = [sys.executable, __file__, "driver", "--root", str(root), "-n", str(size)]
-        command += ["--workers", str(workers), "--photos-per-shard", str(photos_per_shard)]
-        subprocess.run(command, check=True)
+        more = ("--workers", workers, "--photos-per-shard", photos_per_shard)
+        subprocess.run(child_command(__file__, "driver", root, size, *more), check=True)
 
 
 def driver(root: Path, n_photos: int, workers: int, photos_per_shard: int) -> None:

@@ -26,7 +26,14 @@ from joblib import Parallel, delayed
 from sklearn.svm import LinearSVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_data_arguments, best_of, load_split, peak_memory_in_children, peak_rss_mib
+from common import (
+    add_data_arguments,
+    best_of,
+    child_command,
+    load_split,
+    peak_memory_in_children,
+    peak_rss_mib,
+)
 
 from fusionrec import BagOfVisualWords
 from fusionrec._allocator import KEEP_FREED_MEMORY as PROGRAM_ALLOCATOR
@@ -106,8 +113,7 @@ def colour_cost(root: Path, n_images: int, repeats: int) -> None:
     paths = colour_photos(root, n_images)
     print(f"{n_images} photos, {repeats} repeats, OpenCV's {cv2.getNumThreads()} threads")
     colour_passes(root, n_images, repeats, "describe, whole passes (best)")
-    command = [sys.executable, __file__, "colour-passes", "--root", str(root)]
-    command += ["-n", str(n_images), "--repeats", str(repeats)]
+    command = child_command(__file__, "colour-passes", root, n_images, "--repeats", repeats)
     subprocess.run(command, check=True, env=os.environ | KEEP_FREED_MEMORY)
     describers = colour_describers()
     report_colour_cost(
@@ -133,8 +139,7 @@ def allocator_gain(root: Path, n_images: int, repeats: int) -> None:
         f"BagOfVisualWords('opponent-rootsift', encoding='fisher'), {n_images} photos, n_jobs=1,"
         " a child process per measurement"
     )
-    command = [sys.executable, __file__, "allocator-pass", "--root", str(root)]
-    command += ["-n", str(n_images)]
+    command = child_command(__file__, "allocator-pass", root, n_images)
     for _ in range(repeats):
         for label, settings in (("glibc's defaults", {}), ("fusionrec's", KEEP_FREED_MEMORY)):
             print(f"  {label:16}", end=" ", flush=True)
