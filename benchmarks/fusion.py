@@ -8,6 +8,7 @@
     python benchmarks/fusion.py memory     # peak RSS of a cached fit on 600 and 2,640 photos
     python benchmarks/fusion.py memory --solver lbfgs  # the same with scikit-learn's solver
     python benchmarks/fusion.py fit-memory -n 600 --first-fit  # one of those fits
+    python benchmarks/fusion.py fit-memory -n 2640 --stages  # and the RSS around its solver
 
 Defaults throughout: RootSIFT Fisher vectors (64 words, PCA 64) and frozen
 EfficientNet-Lite0 with crop_fraction=0.75, LogisticRegression(C=10) on
@@ -32,11 +33,12 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_data_arguments, load_split, peak_rss_mib
+from common import add_data_arguments, child_command, current_rss_mib, load_split, peak_rss_mib
 
 from fusionrec import CNNEmbedder, FusedClassifier
 from fusionrec._parallel import single_threaded_blas
 from fusionrec.features import Branch, default_deep, default_traditional
+from fusionrec.fusion import classifier as classifier_module
 from fusionrec.fusion.classifier import default_classifier
 from fusionrec.fusion.features import normalise_blocks
 
@@ -87,21 +89,42 @@ def memory(root: Path, cache: Path, solver: str) -> None:
     )
     for first_fit in (False, True):
         for size in (600, 2640):
-            command = [sys.executable, __file__, "fit-memory", "--root", str(root), "-n", str(size)]
-            command += ["--cache", str(cache), "--solver", solver]
-            command += ["--first-fit"] if first_fit else []
-            subprocess.run(command, check=True)
+            more = ["--cache", cache, "--solver", solver] + (["--first-fit"] if first_fit else [])
+            subprocess.run(child_command(__file__, "fit-memory", root, size, *more), check=True)
 
 
-def fit_peak_memory(root: Path, n_images: int, cache: Path, first_fit: bool, solver: str) -> None:
+def report_rss_around_classifiers() -> None:
+    """Print the process's RSS and peak RSS before and after each classifier is trained."""
+    train = classifier_module.fit_cached
+
+    def reporting(classifier, features, target, location):
+        print(f"    {len(features)} rows: before the classifier {rss_now_and_peak()}")
+        fitted = train(classifier, features, target, location)
+        print(f"    {len(features)} rows: after the classifier  {rss_now_and_peak()}")
+        return fitted
+
+    classifier_module.fit_cached = reporting
+
+
+def rss_now_and_peak() -> str:
+    return f"RSS {current_rss_mib():7.1f} MiB, peak {peak_rss_mib():7.1f} MiB"
+
+
+def fit_peak_memory(
+    root: Path, n_images: int, cache: Path, first_fit: bool, solver: str, stages: bool = False
+) -> None:
     """One cached fit, its descriptions and embeddings read from ``cache``.
 
     Its classifier is always trained: an unseeded one is never cached (its
     solver draws nothing at random, so it is the default fit). ``first_fit``: the
     keypoint vocabulary is learned and the photos encoded from their cached
     descriptions (unseeded, so neither is cached), as on a first fit on these
-    photos; otherwise both come from the cache, as on a refit.
+    photos; otherwise both come from the cache, as on a refit. ``stages``: print
+    the RSS before the fit and around each classifier's training too.
     """
+    if stages:
+        report_rss_around_classifiers()
+        print(f"    before the fit: {rss_now_and_peak()}")
     train, y_train = load_split(root, "train")
     chosen = np.random.default_rng(0).permutation(len(train))[:n_images]
     model = FusedClassifier(
@@ -228,6 +251,9 @@ def main() -> None:
         "--first-fit", action="store_true", help="fit-memory: learn the vocabulary and encode"
     )
     parser.add_argument(
+        "--stages", action="store_true", help="fit-memory: RSS around each classifier's training"
+    )
+    parser.add_argument(
         "--solver",
         choices=["newton-cg", "lbfgs"],
         default="newton-cg",
@@ -241,7 +267,9 @@ def main() -> None:
     elif args.part == "memory":
         memory(args.root, args.cache, args.solver)
     elif args.part == "fit-memory":
-        fit_peak_memory(args.root, args.n_images, args.cache, args.first_fit, args.solver)
+        fit_peak_memory(
+            args.root, args.n_images, args.cache, args.first_fit, args.solver, args.stages
+        )
     else:
         grid(args.root, args.n_images, args.profile)
 
