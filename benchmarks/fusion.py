@@ -2,6 +2,7 @@
 
     python benchmarks/fusion.py accuracy   # traditional, deep, fused early, fused late
     python benchmarks/fusion.py accuracy --precision int8  # the same with an int8 CNN
+    python benchmarks/fusion.py accuracy --solver sag  # the same with a leaner, slower solver
     python benchmarks/fusion.py grid       # 5-fold GridSearchCV over 6 settings vs one extraction
     python benchmarks/fusion.py grid -n 300 --profile  # the same, and where its time goes
     python benchmarks/fusion.py choose     # the val-split comparisons behind the defaults
@@ -45,13 +46,15 @@ from fusionrec.fusion.features import normalise_blocks
 SETTINGS = [("traditional", "early"), ("deep", "early"), ("fused", "early"), ("fused", "late")]
 
 
-def accuracy(root: Path, cache: Path, precision: str = "float32") -> None:
+def accuracy(
+    root: Path, cache: Path, precision: str = "float32", solver: str = "newton-cg"
+) -> None:
     train, y_train = load_split(root, "train")
     val, y_val = load_split(root, "val")
     test, y_test = load_split(root, "test")
     print(
         f"fit on {len(train)} training photos, scored on {len(val)} val and {len(test)} test "
-        "photos, fine labels"
+        f"photos, fine labels, {solver}"
     )
     for branch, fusion in SETTINGS:
         started = time.perf_counter()
@@ -59,6 +62,7 @@ def accuracy(root: Path, cache: Path, precision: str = "float32") -> None:
             branch,
             fusion=fusion,
             deep=default_deep().set_params(precision=precision),
+            classifier=default_classifier().set_params(solver=solver),
             memory=cache,
             n_jobs=2,
             random_state=0,
@@ -255,13 +259,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--solver",
-        choices=["newton-cg", "lbfgs"],
+        choices=["newton-cg", "lbfgs", "sag"],
         default="newton-cg",
-        help="memory, fit-memory: the logistic regression's (newton-cg is the default's)",
+        help="accuracy, memory, fit-memory: the logistic regression's (newton-cg is the default's)",
     )
     args = parser.parse_args()
     if args.part == "accuracy":
-        accuracy(args.root, args.cache, args.precision)
+        accuracy(args.root, args.cache, args.precision, args.solver)
     elif args.part == "choose":
         choose(args.root, args.cache)
     elif args.part == "memory":
