@@ -62,7 +62,7 @@ def accuracy(
             branch,
             fusion=fusion,
             deep=default_deep().set_params(precision=precision),
-            classifier=default_classifier().set_params(solver=solver),
+            classifier=default_classifier(random_state=0).set_params(solver=solver),
             memory=cache,
             n_jobs=2,
             random_state=0,
